@@ -1,0 +1,63 @@
+"""From gRPC status to kvgrpc exception: one table, one wrapper."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from kvgrpc.errors import (
+    KVDeadlineExceededError,
+    KVError,
+    KVInvalidArgumentError,
+    KVNotFoundError,
+    KVUnavailableError,
+)
+
+ERROR_DOMAIN = "kvgrpc"
+
+
+def _not_found(details: str, info: error_details_pb2.ErrorInfo | None) -> KVError:
+    return KVNotFoundError(info.metadata.get("key", "") if info else "", details)
+
+
+def _invalid(details: str, info: error_details_pb2.ErrorInfo | None) -> KVError:
+    if info is None:
+        return KVInvalidArgumentError(details)
+    return KVInvalidArgumentError(details, reason=info.reason, field=info.metadata.get("field") or None)
+
+
+_BY_CODE = {
+    grpc.StatusCode.NOT_FOUND: _not_found,
+    grpc.StatusCode.INVALID_ARGUMENT: _invalid,
+    grpc.StatusCode.UNAVAILABLE: lambda details, info: KVUnavailableError(details),
+    grpc.StatusCode.DEADLINE_EXCEEDED: lambda details, info: KVDeadlineExceededError(details),
+}
+
+
+def _error_info(err: grpc.Call) -> error_details_pb2.ErrorInfo | None:
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError:  # malformed status details: fall back to code and message
+        return None
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def from_rpc_error(err: grpc.RpcError) -> KVError:
+    """Turn a failed call into the kvgrpc exception for its status code."""
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    details: str = err.details() or code.name  # type: ignore[attr-defined]
+    info = _error_info(err)  # type: ignore[arg-type]
+    make = _BY_CODE.get(code)
+    exc = make(details, info) if make else KVError(f"{code.name}: {details}")
+    exc.code = code.name
+    if info is not None:
+        exc.reason = info.reason
+    return exc

@@ -1,0 +1,148 @@
+"""`KeyValueClient`: `IKeyValueAdapter` over gRPC."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from kvgrpc.client.channel import client_options
+from kvgrpc.client.errors import from_rpc_error
+from kvgrpc.ports import IKeyValueAdapter, KVKeyPage
+from kvgrpc.v1 import keyvalue_pb2 as pb
+from kvgrpc.v1.keyvalue_pb2_grpc import KeyValueStub
+from kvgrpc.validation import (
+    DEFAULT_PAGE_LIMIT,
+    ValueLike,
+    check_key,
+    check_limit,
+    check_optional_ttl,
+    check_positive_number,
+    check_prefix,
+    to_bytes,
+)
+
+__all__ = ["KeyValueClient"]
+
+DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # well above the server's default 1 MiB value limit
+
+
+class KeyValueClient(IKeyValueAdapter):
+    """A thread-safe remote `IKeyValueAdapter` talking to `kvgrpc serve`.
+
+    `target` is a gRPC target such as ``"127.0.0.1:50051"`` or
+    ``"dns:///kv.internal:50051"``. The channel is opened on first use and
+    shared by every thread; `close()` (or leaving a `with` block) releases it.
+    Every call has a deadline of `timeout` seconds (None: none). Calls that
+    are safe to repeat (get, set, exists, list_keys, get_ttl) are retried by
+    gRPC on UNAVAILABLE; conditional writes are never retried.
+
+    Arguments are checked locally with the same rules as every adapter, so a
+    bad one raises before anything is sent. Errors: `KVNotFoundError`,
+    `KVInvalidArgumentError` (a `ValueError`), `KVUnavailableError` (a
+    `ConnectionError`), `KVDeadlineExceededError` (a `TimeoutError`), and
+    `KVError` carrying the status code for anything else.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = 5.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
+    ) -> None:
+        if not isinstance(target, str) or not target:
+            raise ValueError("target must be a non-empty gRPC target such as '127.0.0.1:50051'")
+        self._target = target
+        self._timeout = None if timeout is None else check_positive_number(timeout, field="timeout")
+        self._credentials = credentials
+        self._options = [*client_options(max_receive_bytes=max_receive_bytes), *options]
+        self._guard = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: KeyValueStub | None = None
+        self._closed = False
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    def _get_stub(self) -> KeyValueStub:
+        stub = self._stub
+        if stub is not None:
+            return stub
+        with self._guard:
+            if self._closed:
+                raise RuntimeError("KeyValueClient is closed")
+            if self._stub is None:
+                if self._credentials is None:
+                    self._channel = grpc.insecure_channel(self._target, options=self._options)
+                else:
+                    self._channel = grpc.secure_channel(self._target, self._credentials, options=self._options)
+                self._stub = KeyValueStub(self._channel)
+            return self._stub
+
+    def _call(self, method: str, request: Any) -> Any:
+        rpc = getattr(self._get_stub(), method)
+        try:
+            return rpc(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+
+    def get(self, key: str) -> bytes:
+        return self._call("Get", pb.GetRequest(key=check_key(key))).value
+
+    def set(self, key: str, value: ValueLike, ttl: int | None = None) -> None:
+        request = pb.SetRequest(key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl))
+        self._call("Set", request)
+
+    def set_if_not_exists(self, key: str, value: ValueLike, ttl: int | None = None) -> bool:
+        request = pb.SetIfNotExistsRequest(
+            key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl)
+        )
+        return self._call("SetIfNotExists", request).inserted
+
+    def delete(self, key: str) -> None:
+        self._call("Delete", pb.DeleteRequest(key=check_key(key)))
+
+    def delete_if_value_matches(self, key: str, value: ValueLike) -> bool:
+        request = pb.DeleteIfValueMatchesRequest(key=check_key(key), value=to_bytes(value))
+        return self._call("DeleteIfValueMatches", request).deleted
+
+    def exists(self, key: str) -> bool:
+        return self._call("Exists", pb.ExistsRequest(key=check_key(key))).exists
+
+    def list_keys(self, prefix: str = "", *, limit: int = DEFAULT_PAGE_LIMIT, after: str | None = None) -> KVKeyPage:
+        request = pb.ListKeysRequest(
+            prefix=check_prefix(prefix, field="prefix"),
+            limit=check_limit(limit),
+            after=None if after is None else check_prefix(after, field="after"),
+        )
+        response = self._call("ListKeys", request)
+        return KVKeyPage(tuple(response.keys), response.next_after if response.HasField("next_after") else None)
+
+    def get_ttl(self, key: str) -> int | None:
+        response = self._call("GetTtl", pb.GetTtlRequest(key=check_key(key)))
+        return response.ttl_seconds if response.HasField("ttl_seconds") else None
+
+    def expire(self, key: str, ttl: int | None, *, if_value: ValueLike | None = None) -> bool:
+        request = pb.ExpireRequest(
+            key=check_key(key),
+            ttl_seconds=check_optional_ttl(ttl),
+            if_value=None if if_value is None else to_bytes(if_value, field="if_value"),
+        )
+        return self._call("Expire", request).updated
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.close()
+
+    def __repr__(self) -> str:
+        return f"KeyValueClient({self._target!r})"
+

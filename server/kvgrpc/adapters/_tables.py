@@ -1,0 +1,210 @@
+"""The two tables behind `PythonAdapter`: a sorted dict, or an SQLite file.
+
+A table stores rows of (key, value, expires_at) where expires_at is absolute
+Unix time in milliseconds or None. It knows nothing of validation, locking or
+clocks: the adapter checks input, holds its lock around each call and passes
+`now` in, so both tables answer every question from the same instant.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from sortedcontainers import SortedDict
+
+JOURNAL_MODES = frozenset({"DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF"})
+SYNCHRONOUS_LEVELS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+SCHEMA_VERSION = 1
+
+
+class Table(Protocol):
+    def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None: ...
+    def put(self, key: str, value: bytes, expires_at: int | None) -> None: ...
+    def insert_if_absent(self, key: str, value: bytes, expires_at: int | None, now: int) -> bool: ...
+    def remove(self, key: str, now: int, if_value: bytes | None = None) -> bool: ...
+    def set_expiry(self, key: str, expires_at: int | None, now: int, if_value: bytes | None) -> bool: ...
+    def keys_from(self, start: str, inclusive: bool, now: int) -> Iterable[str]: ...
+    def sweep(self, now: int, batch: int) -> int: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def _live(expires_at: int | None, now: int) -> bool:
+    return expires_at is None or expires_at > now
+
+
+class MemoryTable:
+    """Rows in a `SortedDict` (ordered listing) plus a heap of expiry times."""
+
+    def __init__(self) -> None:
+        self._rows: SortedDict = SortedDict()  # key -> (value, expires_at)
+        self._expiries: list[tuple[int, str]] = []  # may hold stale entries; sweep checks
+
+    def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None:
+        row = self._rows.get(key)
+        return row if row is not None and _live(row[1], now) else None
+
+    def put(self, key: str, value: bytes, expires_at: int | None) -> None:
+        self._rows[key] = (value, expires_at)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, key))
+
+    def insert_if_absent(self, key: str, value: bytes, expires_at: int | None, now: int) -> bool:
+        if self.lookup(key, now) is not None:
+            return False
+        self.put(key, value, expires_at)
+        return True
+
+    def remove(self, key: str, now: int, if_value: bytes | None = None) -> bool:
+        row = self.lookup(key, now)
+        if row is None or (if_value is not None and row[0] != if_value):
+            return False
+        del self._rows[key]
+        return True
+
+    def set_expiry(self, key: str, expires_at: int | None, now: int, if_value: bytes | None) -> bool:
+        row = self.lookup(key, now)
+        if row is None or (if_value is not None and row[0] != if_value):
+            return False
+        self.put(key, row[0], expires_at)
+        return True
+
+    def keys_from(self, start: str, inclusive: bool, now: int) -> Iterator[str]:
+        rows = self._rows
+        for key in rows.irange(minimum=start, inclusive=(inclusive, True)):
+            if _live(rows[key][1], now):
+                yield key
+
+    def sweep(self, now: int, batch: int) -> int:
+        removed = 0
+        expiries = self._expiries
+        for _ in range(batch):
+            if not expiries or expiries[0][0] > now:
+                break
+            expires_at, key = heapq.heappop(expiries)
+            row = self._rows.get(key)
+            if row is not None and row[1] == expires_at:
+                del self._rows[key]
+                removed += 1
+        return removed
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def close(self) -> None:
+        self._rows.clear()
+        self._expiries.clear()
+
+
+class SQLiteTable:
+    """Rows in one SQLite table. Every write is a single statement, so it is
+    atomic even when several processes share the file."""
+
+    _LIVE = "(expires_at IS NULL OR expires_at > :now)"
+
+    def __init__(self, path: str, *, journal_mode: str, busy_timeout_ms: int, synchronous: str = "NORMAL") -> None:
+        mode = journal_mode.upper()
+        if mode not in JOURNAL_MODES:
+            raise ValueError(f"journal_mode must be one of {sorted(JOURNAL_MODES)}, not {journal_mode!r}")
+        if synchronous.upper() not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
+        if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be a whole number >= 0, not {busy_timeout_ms!r}")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        # Autocommit: each statement is its own transaction. The adapter's lock
+        # serialises use of this one connection across threads.
+        self._db = sqlite3.connect(
+            path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            applied = self._db.execute(f"PRAGMA journal_mode = {mode}").fetchone()[0]
+            if path != ":memory:" and applied.upper() != mode:
+                raise ValueError(f"SQLite refused journal_mode={mode} for {path} (it kept {applied})")
+            self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._create_schema(path)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_schema(self, path: str) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ValueError(f"{path} has kvgrpc schema version {version}; this kvgrpc reads version {SCHEMA_VERSION}")
+        self._db.executescript(
+            f"""
+            BEGIN IMMEDIATE;
+            CREATE TABLE IF NOT EXISTS kv (
+                key TEXT PRIMARY KEY NOT NULL,
+                value BLOB NOT NULL,
+                expires_at INTEGER
+            );
+            CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+            PRAGMA user_version = {SCHEMA_VERSION};
+            COMMIT;
+            """
+        )
+
+    def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None:
+        return self._db.execute(
+            f"SELECT value, expires_at FROM kv WHERE key = :key AND {self._LIVE}", {"key": key, "now": now}
+        ).fetchone()
+
+    def put(self, key: str, value: bytes, expires_at: int | None) -> None:
+        self._db.execute(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            (key, value, expires_at),
+        )
+
+    def insert_if_absent(self, key: str, value: bytes, expires_at: int | None, now: int) -> bool:
+        # An expired row counts as absent: the upsert overwrites only that.
+        cursor = self._db.execute(
+            "INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :expires_at)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+            " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= :now",
+            {"key": key, "value": value, "expires_at": expires_at, "now": now},
+        )
+        return cursor.rowcount == 1
+
+    def remove(self, key: str, now: int, if_value: bytes | None = None) -> bool:
+        sql = f"DELETE FROM kv WHERE key = :key AND {self._LIVE}"
+        if if_value is not None:
+            sql += " AND value = :value"
+        return self._db.execute(sql, {"key": key, "now": now, "value": if_value}).rowcount == 1
+
+    def set_expiry(self, key: str, expires_at: int | None, now: int, if_value: bytes | None) -> bool:
+        sql = f"UPDATE kv SET expires_at = :expires_at WHERE key = :key AND {self._LIVE}"
+        if if_value is not None:
+            sql += " AND value = :value"
+        params = {"key": key, "now": now, "value": if_value, "expires_at": expires_at}
+        return self._db.execute(sql, params).rowcount == 1
+
+    def keys_from(self, start: str, inclusive: bool, now: int) -> Iterator[str]:
+        op = ">=" if inclusive else ">"
+        cursor = self._db.execute(
+            f"SELECT key FROM kv WHERE key {op} :start AND {self._LIVE} ORDER BY key", {"start": start, "now": now}
+        )
+        try:
+            for (key,) in cursor:
+                yield key
+        finally:
+            cursor.close()
+
+    def sweep(self, now: int, batch: int) -> int:
+        return self._db.execute(
+            "DELETE FROM kv WHERE rowid IN"
+            " (SELECT rowid FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
+            (now, batch),
+        ).rowcount
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

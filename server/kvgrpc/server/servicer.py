@@ -1,0 +1,180 @@
+"""The KeyValue servicer: check the request, call the adapter, build the reply.
+
+Nothing else happens here: no locking (the adapter owns its lock), no status
+codes (errors.STATUS_TABLE maps exceptions to them).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from kvgrpc.errors import KVInvalidArgumentError
+from kvgrpc.ports import IKeyValueAdapter
+from kvgrpc.server.errors import abort
+from kvgrpc.v1 import keyvalue_pb2 as pb
+from kvgrpc.validation import DEFAULT_PAGE_LIMIT, check_key, check_limit, check_optional_ttl
+
+SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KeyValue"]
+
+_Request = TypeVar("_Request", bound=Message)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits, checked before the adapter is called."""
+
+    max_key_bytes: int = 4096
+    max_value_bytes: int = 1024 * 1024
+
+
+class _MalformedRequest:
+    """Stands in for a request whose bytes did not parse (e.g. invalid UTF-8
+    in a string field), so the call can fail with INVALID_ARGUMENT rather
+    than grpcio's generic INTERNAL."""
+
+    def __init__(self, message_type: str, error: str) -> None:
+        self.message_type = message_type
+        self.error = error
+
+
+def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Message]:
+    """Wrap a servicer method: reject malformed requests, translate errors."""
+
+    @functools.wraps(method)
+    def handle(self: KeyValueServicer, request: Any, context: grpc.ServicerContext) -> Message:
+        try:
+            if isinstance(request, _MalformedRequest):
+                raise KVInvalidArgumentError(
+                    f"request is not a valid {request.message_type}: {request.error} "
+                    "(string fields such as key must be valid UTF-8)",
+                    reason="MALFORMED_REQUEST",
+                )
+            return method(self, request)
+        except Exception as exc:
+            abort(context, exc, method.__name__)
+
+    return handle
+
+
+class KeyValueServicer:
+    """Serves kvgrpc.v1.KeyValue from any `IKeyValueAdapter`."""
+
+    def __init__(self, adapter: IKeyValueAdapter, limits: Limits = Limits()) -> None:
+        self._adapter = adapter
+        self._limits = limits
+
+    # -- request checks ---------------------------------------------------------
+
+    def _key(self, key: str, field: str = "key") -> str:
+        check_key(key, field=field)
+        self._check_size(key, field)
+        return key
+
+    def _check_size(self, text: str, field: str) -> None:
+        limit = self._limits.max_key_bytes
+        # A character is at most 4 UTF-8 bytes: short strings need no encoding.
+        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+            raise KVInvalidArgumentError(
+                f"{field} is {len(text.encode('utf-8'))} bytes of UTF-8; the maximum is {limit} (--max-key-bytes)",
+                reason="KEY_TOO_LONG",
+                field=field,
+            )
+
+    def _value(self, value: bytes, field: str = "value") -> bytes:
+        if len(value) > self._limits.max_value_bytes:
+            raise KVInvalidArgumentError(
+                f"{field} is {len(value)} bytes; the maximum is {self._limits.max_value_bytes} (--max-value-bytes)",
+                reason="VALUE_TOO_LARGE",
+                field=field,
+            )
+        return value
+
+    @staticmethod
+    def _ttl(request: Message) -> int | None:
+        ttl = request.ttl_seconds if request.HasField("ttl_seconds") else None  # type: ignore[attr-defined]
+        return check_optional_ttl(ttl, field="ttl_seconds")
+
+    # -- RPCs ---------------------------------------------------------------------
+
+    @_rpc
+    def Get(self, request: pb.GetRequest) -> pb.GetResponse:
+        return pb.GetResponse(value=self._adapter.get(self._key(request.key)))
+
+    @_rpc
+    def Set(self, request: pb.SetRequest) -> pb.SetResponse:
+        self._adapter.set(self._key(request.key), self._value(request.value), ttl=self._ttl(request))
+        return pb.SetResponse()
+
+    @_rpc
+    def SetIfNotExists(self, request: pb.SetIfNotExistsRequest) -> pb.SetIfNotExistsResponse:
+        key, value, ttl = self._key(request.key), self._value(request.value), self._ttl(request)
+        return pb.SetIfNotExistsResponse(inserted=self._adapter.set_if_not_exists(key, value, ttl=ttl))
+
+    @_rpc
+    def Delete(self, request: pb.DeleteRequest) -> pb.DeleteResponse:
+        self._adapter.delete(self._key(request.key))
+        return pb.DeleteResponse()
+
+    @_rpc
+    def DeleteIfValueMatches(self, request: pb.DeleteIfValueMatchesRequest) -> pb.DeleteIfValueMatchesResponse:
+        deleted = self._adapter.delete_if_value_matches(self._key(request.key), self._value(request.value))
+        return pb.DeleteIfValueMatchesResponse(deleted=deleted)
+
+    @_rpc
+    def Exists(self, request: pb.ExistsRequest) -> pb.ExistsResponse:
+        return pb.ExistsResponse(exists=self._adapter.exists(self._key(request.key)))
+
+    @_rpc
+    def ListKeys(self, request: pb.ListKeysRequest) -> pb.ListKeysResponse:
+        self._check_size(request.prefix, "prefix")
+        after = request.after if request.HasField("after") else None
+        if after is not None:
+            self._check_size(after, "after")
+        limit = check_limit(request.limit) if request.limit else DEFAULT_PAGE_LIMIT
+        page = self._adapter.list_keys(request.prefix, limit=limit, after=after)
+        return pb.ListKeysResponse(keys=page.keys, next_after=page.next_after)
+
+    @_rpc
+    def GetTtl(self, request: pb.GetTtlRequest) -> pb.GetTtlResponse:
+        return pb.GetTtlResponse(ttl_seconds=self._adapter.get_ttl(self._key(request.key)))
+
+    @_rpc
+    def Expire(self, request: pb.ExpireRequest) -> pb.ExpireResponse:
+        if_value = self._value(request.if_value, "if_value") if request.HasField("if_value") else None
+        updated = self._adapter.expire(self._key(request.key), self._ttl(request), if_value=if_value)
+        return pb.ExpireResponse(updated=updated)
+
+
+def _lenient(message_class: type[_Request]) -> Callable[[bytes], _Request | _MalformedRequest]:
+    def deserialize(data: bytes) -> _Request | _MalformedRequest:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as err:
+            return _MalformedRequest(message_class.DESCRIPTOR.full_name, str(err))
+
+    return deserialize
+
+
+def add_to_server(servicer: KeyValueServicer, server: grpc.Server) -> None:
+    """Register `servicer` for every method of the KeyValue service.
+
+    Like the generated `add_KeyValueServicer_to_server`, but with request
+    parsing that lets a malformed request reach the servicer as such.
+    """
+    handlers = {}
+    for method in SERVICE_DESCRIPTOR.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_DESCRIPTOR.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE_DESCRIPTOR.full_name, handlers)
