@@ -447,8 +447,8 @@ class ExpireRequest(_message.Message):
     Absent removes the expiry, so the key lives until deleted.
     """
     if_value: _builtins.bytes
-    """if_value, when set, makes the change conditional: it applies only if
-    the key holds exactly this value.
+    """if_value makes the change conditional when set: it applies only if the
+    key holds exactly this value (empty is a value like any other).
     """
     def __init__(
         self,
