@@ -50,6 +50,30 @@ def all_keys(kv: IKeyValueAdapter, prefix: str, limit: int = 1000) -> list[str]:
         after = page.next_after
 
 
+def race_set_if_not_exists(adapters: list[IKeyValueAdapter], key: str, threads: int = 16) -> list[bool]:
+    """Start `threads` threads at once, each calling set_if_not_exists on
+    `key` through the adapters in turn; return what each was told."""
+    barrier = threading.Barrier(threads)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def contend(i: int) -> None:
+        try:
+            barrier.wait()
+            results.append(adapters[i % len(adapters)].set_if_not_exists(key, f"owner-{i}"))
+        except BaseException as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=contend, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 class KVContract:
     @pytest.fixture
     def kv(self) -> Iterator[IKeyValueAdapter]:
@@ -228,26 +252,9 @@ class KVContract:
 
     def test_set_if_not_exists_is_atomic_under_16_threads(self, kv, k):
         for round_ in range(3):
-            key = k(f"race-{round_}")
-            barrier = threading.Barrier(16)
-            results: list[bool] = []
-            errors: list[BaseException] = []
-
-            def contend(i: int, key: str = key, barrier: threading.Barrier = barrier) -> None:
-                try:
-                    barrier.wait()
-                    results.append(kv.set_if_not_exists(key, f"owner-{i}"))
-                except BaseException as exc:  # reported below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=contend, args=(i,)) for i in range(16)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert not errors
+            results = race_set_if_not_exists([kv], k(f"race-{round_}"))
             assert sorted(results) == [False] * 15 + [True]
-            assert kv.get(key).startswith(b"owner-")
+            assert kv.get(k(f"race-{round_}")).startswith(b"owner-")
 
     # -- delete / delete_if_value_matches -----------------------------------------------
 
@@ -392,9 +399,8 @@ class KVContract:
     def test_lock_times_out_while_held(self, kv, k):
         with kv.lock(k("L")):
             started = time.monotonic()
-            with pytest.raises(KVLockTimeoutError) as info:
-                with kv.lock(k("L"), timeout=0.3, retry_delay=0.02):
-                    pytest.fail("acquired a held lock")
+            with pytest.raises(KVLockTimeoutError) as info, kv.lock(k("L"), timeout=0.3, retry_delay=0.02):
+                pytest.fail("acquired a held lock")
             assert time.monotonic() - started >= 0.3
             assert info.value.attempts >= 2
             assert info.value.key == k("L")

@@ -26,10 +26,13 @@ _LISTENING = re.compile(r"kvgrpc serving on (\S+):(\d+) ")
 class ServerProcess:
     """One `kvgrpc serve` child process, its output collected in the background."""
 
-    def __init__(self, store: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, store: str | None, *args: str, env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> None:
         self.store = store
         self.args = args
         self.env = env
+        self.cwd = cwd
         self.output: list[str] = []
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -39,7 +42,8 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        command = [KVGRPC, "serve", "--listen", "127.0.0.1:0", "--store", self.store, *self.args]
+        store = ["--store", self.store] if self.store is not None else []
+        command = [KVGRPC, "serve", "--listen", "127.0.0.1:0", *store, *self.args]
         self.output = []
         self.proc = subprocess.Popen(
             command,
@@ -47,6 +51,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(self.env or {})},
+            cwd=self.cwd,
         )
         bound = threading.Event()
         threading.Thread(target=self._read, args=(self.proc, bound), daemon=True).start()
@@ -111,10 +116,21 @@ class ServerProcess:
             self.kill()
 
 
-def run_cli(*args: str, target: str | None = None, stdin: bytes | None = None, timeout: float = 30.0,
-            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str,
+    target: str | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 30.0,
+    extra_env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run the real `kvgrpc` console script."""
     command: Sequence[str] = [KVGRPC, *(["--target", target] if target else []), *args]
     return subprocess.run(
-        command, input=stdin, capture_output=True, timeout=timeout, env={**os.environ, **(extra_env or {})}
+        command,
+        input=b"" if stdin is None else stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(extra_env or {})},
+        cwd=cwd,
     )

@@ -7,7 +7,6 @@ a bad argument gets the same error whichever implementation sees it first.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 from kvgrpc.errors import KVInvalidArgumentError
 
@@ -25,7 +24,7 @@ __all__ = [
     "to_bytes",
 ]
 
-ValueLike = Union[bytes, bytearray, memoryview, str]
+ValueLike = bytes | bytearray | memoryview | str
 
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
@@ -79,7 +78,8 @@ def check_ttl(ttl: object, *, field: str = "ttl") -> int:
         raise _invalid(f"{field} must be a whole number of seconds, not {type(ttl).__name__}", "INVALID_TTL", field)
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise _invalid(
-            f"{field} must be between 1 and {MAX_TTL_SECONDS} seconds (got {ttl}); use no TTL for keys that never expire",
+            f"{field} must be between 1 and {MAX_TTL_SECONDS} seconds (got {ttl});"
+            " use no TTL for keys that never expire",
             "INVALID_TTL",
             field,
         )
@@ -94,7 +94,9 @@ def check_optional_ttl(ttl: object, *, field: str = "ttl") -> int | None:
 def check_limit(limit: object, *, field: str = "limit") -> int:
     """Return `limit` if it is a page size in 1..MAX_PAGE_LIMIT."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        raise _invalid(f"{field} must be a whole number from 1 to {MAX_PAGE_LIMIT} (got {limit!r})", "INVALID_LIMIT", field)
+        raise _invalid(
+            f"{field} must be a whole number from 1 to {MAX_PAGE_LIMIT} (got {limit!r})", "INVALID_LIMIT", field
+        )
     return limit
 
 

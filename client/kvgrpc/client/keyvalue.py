@@ -145,4 +145,3 @@ class KeyValueClient(IKeyValueAdapter):
 
     def __repr__(self) -> str:
         return f"KeyValueClient({self._target!r})"
-

@@ -118,9 +118,7 @@ class SQLiteTable:
         os.makedirs(directory, exist_ok=True)
         # Autocommit: each statement is its own transaction. The adapter's lock
         # serialises use of this one connection across threads.
-        self._db = sqlite3.connect(
-            path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-        )
+        self._db = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
         try:
             self._db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             applied = self._db.execute(f"PRAGMA journal_mode = {mode}").fetchone()[0]

@@ -37,7 +37,9 @@ def open_store(url: str, *, sweep_interval: float | None) -> IKeyValueAdapter:
         options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
         unknown = set(options) - _SQLITE_OPTIONS
         if unknown:
-            raise StoreURLError(f"unknown SQLite option(s) {sorted(unknown)} in {url!r}; known: {sorted(_SQLITE_OPTIONS)}")
+            raise StoreURLError(
+                f"unknown SQLite option(s) {sorted(unknown)} in {url!r}; known: {sorted(_SQLITE_OPTIONS)}"
+            )
         try:
             busy_timeout_ms = int(options.get("busy_timeout_ms", "5000"))
         except ValueError:
@@ -53,4 +55,6 @@ def open_store(url: str, *, sweep_interval: float | None) -> IKeyValueAdapter:
             )
         except ValueError as err:
             raise StoreURLError(f"{url}: {err}") from None
-    raise StoreURLError(f"unknown store {url!r}: use memory:// or sqlite:///path (relative) or sqlite:////path (absolute)")
+    raise StoreURLError(
+        f"unknown store {url!r}: use memory:// or sqlite:///path (relative) or sqlite:////path (absolute)"
+    )

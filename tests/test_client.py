@@ -1,0 +1,181 @@
+"""KeyValueClient behaviour against scripted in-process servers: which calls
+gRPC retries, how each status code surfaces, and the channel's life cycle."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+
+from kvgrpc.client import KeyValueClient
+from kvgrpc.ports import (
+    KVDeadlineExceededError,
+    KVError,
+    KVInvalidArgumentError,
+    KVNotFoundError,
+    KVTransportError,
+    KVUnavailableError,
+)
+from kvgrpc.v1 import keyvalue_pb2 as pb
+from kvgrpc.v1 import keyvalue_pb2_grpc
+
+
+class ScriptedServicer(keyvalue_pb2_grpc.KeyValueServicer):
+    """Fails each method's first `failures` calls with `code`, then answers."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.failures = 0
+        self.code = grpc.StatusCode.UNAVAILABLE
+        self.delay = 0.0
+
+    def _answer(self, method: str, context: grpc.ServicerContext, response):
+        self.calls[method] += 1
+        time.sleep(self.delay)
+        if self.calls[method] <= self.failures:
+            context.abort(self.code, f"scripted {self.code.name}")
+        return response
+
+    def Get(self, request, context):
+        return self._answer("Get", context, pb.GetResponse(value=b"v"))
+
+    def Set(self, request, context):
+        return self._answer("Set", context, pb.SetResponse())
+
+    def SetIfNotExists(self, request, context):
+        return self._answer("SetIfNotExists", context, pb.SetIfNotExistsResponse(inserted=True))
+
+    def DeleteIfValueMatches(self, request, context):
+        return self._answer("DeleteIfValueMatches", context, pb.DeleteIfValueMatchesResponse(deleted=True))
+
+    def Delete(self, request, context):
+        return self._answer("Delete", context, pb.DeleteResponse())
+
+    def Expire(self, request, context):
+        return self._answer("Expire", context, pb.ExpireResponse(updated=True))
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[ScriptedServicer, str]]:
+    servicer = ScriptedServicer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    keyvalue_pb2_grpc.add_KeyValueServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+@pytest.mark.parametrize(("method", "call"), [("Get", lambda kv: kv.get("k")), ("Set", lambda kv: kv.set("k", b"v"))])
+def test_safe_calls_are_retried_on_unavailable(scripted, method, call):
+    servicer, target = scripted
+    servicer.failures = 2
+    with KeyValueClient(target) as kv:
+        call(kv)
+    assert servicer.calls[method] == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    [
+        ("SetIfNotExists", lambda kv: kv.set_if_not_exists("k", b"v")),
+        ("DeleteIfValueMatches", lambda kv: kv.delete_if_value_matches("k", b"v")),
+        ("Delete", lambda kv: kv.delete("k")),
+        ("Expire", lambda kv: kv.expire("k", 5, if_value=b"v")),
+    ],
+)
+def test_conditional_writes_are_never_retried(scripted, method, call):
+    servicer, target = scripted
+    servicer.failures = 1
+    with KeyValueClient(target) as kv, pytest.raises(KVUnavailableError):
+        call(kv)
+    assert servicer.calls[method] == 1
+
+
+def test_other_codes_are_not_retried(scripted):
+    servicer, target = scripted
+    servicer.failures, servicer.code = 1, grpc.StatusCode.INTERNAL
+    with KeyValueClient(target) as kv, pytest.raises(KVError) as info:
+        kv.get("k")
+    assert servicer.calls["Get"] == 1
+    assert info.value.code == "INTERNAL"
+    assert not isinstance(info.value, KVTransportError)
+
+
+@pytest.mark.parametrize(
+    ("code", "exc_type", "also"),
+    [
+        (grpc.StatusCode.NOT_FOUND, KVNotFoundError, KVError),
+        (grpc.StatusCode.INVALID_ARGUMENT, KVInvalidArgumentError, ValueError),
+        (grpc.StatusCode.UNAVAILABLE, KVUnavailableError, ConnectionError),
+        (grpc.StatusCode.PERMISSION_DENIED, KVError, KVError),
+    ],
+)
+def test_status_codes_map_to_exceptions(scripted, code, exc_type, also):
+    servicer, target = scripted
+    servicer.failures, servicer.code = 99, code
+    with KeyValueClient(target) as kv, pytest.raises(exc_type) as info:
+        kv.set_if_not_exists("k", b"v")
+    assert isinstance(info.value, also)
+    assert info.value.code == code.name
+    assert "scripted" in str(info.value)
+    assert isinstance(info.value.__cause__, grpc.RpcError)
+
+
+def test_deadline_is_a_timeout_error(scripted):
+    servicer, target = scripted
+    servicer.delay = 1.0
+    with KeyValueClient(target, timeout=0.2) as kv, pytest.raises(KVDeadlineExceededError) as info:
+        kv.get("k")
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, KVTransportError)
+
+
+def test_unreachable_server_is_unavailable():
+    with KeyValueClient("127.0.0.1:1", timeout=5) as kv, pytest.raises(KVUnavailableError) as info:
+        kv.get("k")
+    assert isinstance(info.value, ConnectionError)
+
+
+def test_bad_arguments_fail_before_any_call(scripted):
+    servicer, target = scripted
+    with KeyValueClient(target) as kv:
+        with pytest.raises(ValueError):
+            kv.set("k", b"v", ttl=0)
+        with pytest.raises(TypeError):
+            kv.set("k", 5)
+        with pytest.raises(ValueError):
+            kv.get("")
+    assert sum(servicer.calls.values()) == 0
+
+
+def test_channel_is_lazy_shared_and_closed(scripted):
+    _servicer, target = scripted
+    kv = KeyValueClient(target)
+    assert kv._channel is None
+    kv.get("k")
+    channel = kv._channel
+    kv.get("k")
+    assert kv._channel is channel
+    kv.close()
+    kv.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        kv.get("k")
+
+
+@pytest.mark.parametrize("kwargs", [{"target": ""}, {"target": "x", "timeout": 0}, {"target": "x", "timeout": -1}])
+def test_constructor_validates(kwargs):
+    with pytest.raises(ValueError):
+        KeyValueClient(**kwargs)
+
+
+def test_timeout_none_means_no_deadline(scripted):
+    _servicer, target = scripted
+    with KeyValueClient(target, timeout=None) as kv:
+        assert kv.get("k") == b"v"

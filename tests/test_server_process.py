@@ -1,0 +1,173 @@
+"""The real `kvgrpc serve` process: start-up, health, signals, restarts, the
+sweeper, and two servers sharing one SQLite file."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+from grpc_health.v1 import health_pb2
+
+from contract import race_set_if_not_exists, wait_until
+from kvgrpc.client import KeyValueClient
+from kvgrpc.ports import KVError, KVInvalidArgumentError, KVUnavailableError
+from serverproc import ServerProcess, run_cli
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def test_startup_line_names_bound_address_and_store(memory_server):
+    assert f"kvgrpc serving on 127.0.0.1:{memory_server.port} store=memory://" in memory_server.log
+    assert memory_server.port > 0
+
+
+def test_health_serving_for_server_and_service(memory_server):
+    assert memory_server.health("") == SERVING
+    assert memory_server.health("kvgrpc.v1.KeyValue") == SERVING
+
+
+def test_default_store_is_sqlite_under_data(tmp_path):
+    with ServerProcess(None, cwd=str(tmp_path)) as server:
+        assert "store=sqlite:///data/kv.sqlite3" in server.log
+        with KeyValueClient(server.target) as kv:
+            kv.set("k", b"v")
+    assert (tmp_path / "data" / "kv.sqlite3").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_under_load_drains_and_exits_zero(tmp_path, signum):
+    server = ServerProcess(f"sqlite:///{tmp_path}/kv.sqlite3", "--grace", "5").start()
+    acknowledged: list[str] = []
+    unexpected: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        with KeyValueClient(server.target, timeout=2) as kv:
+            i = 0
+            while not stop.is_set():
+                key = f"w{n}-{i}"
+                try:
+                    kv.set(key, b"v")
+                except KVUnavailableError:
+                    return  # the server stopped taking new calls
+                except KVError as exc:
+                    # grpc core cancels calls it had queued but not yet handed to
+                    # the servicer when shutdown starts: never run, so CANCELLED
+                    # is an honest answer. Anything else is a bug.
+                    if exc.code != "CANCELLED":
+                        unexpected.append(exc)
+                    return
+                acknowledged.append(key)
+                i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acknowledged) > 50)
+        started = time.monotonic()
+        server.proc.send_signal(signum)
+        assert server.proc.wait(10) == 0
+        assert time.monotonic() - started < 5 + 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        server.kill()
+    assert not unexpected
+    assert f"received {signal.Signals(signum).name}" in server.log
+    assert "kvgrpc stopped" in server.log
+    # Every acknowledged write is in the file.
+    with sqlite3.connect(tmp_path / "kv.sqlite3") as db:
+        stored = {row[0] for row in db.execute("SELECT key FROM kv")}
+    assert set(acknowledged) <= stored
+
+
+def test_restart_on_same_file_keeps_data_and_ttls(tmp_path):
+    store = f"sqlite:///{tmp_path}/kv.sqlite3"
+    with ServerProcess(store) as server, KeyValueClient(server.target) as kv:
+        kv.set("forever", b"1")
+        kv.set("lease", b"2", ttl=300)
+        kv.set("short", b"3", ttl=1)
+    time.sleep(1.05)  # let "short" expire while no server runs
+    with ServerProcess(store) as server, KeyValueClient(server.target) as kv:
+        assert kv.get("forever") == b"1"
+        assert kv.get("lease") == b"2"
+        assert 295 <= kv.get_ttl("lease") <= 300
+        assert not kv.exists("short")
+
+
+def test_sweeper_shrinks_a_store_of_expired_keys(tmp_path):
+    path = tmp_path / "kv.sqlite3"
+
+    def rows() -> int:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    with ServerProcess(f"sqlite:///{path}", "--sweep-interval", "0.2") as server, KeyValueClient(server.target) as kv:
+        for i in range(300):
+            kv.set(f"k{i}", b"x" * 100, ttl=1)
+        kv.set("keep", b"v")
+        assert rows() >= 300
+        wait_until(lambda: rows() == 1, timeout=10)
+        assert kv.list_keys().keys == ("keep",)
+
+
+def test_two_servers_on_one_sqlite_file_grant_one_insert(tmp_path):
+    store = f"sqlite:///{tmp_path}/kv.sqlite3"
+    with ServerProcess(store) as a, ServerProcess(store) as b:
+        clients = [KeyValueClient(a.target), KeyValueClient(b.target)]
+        try:
+            for round_ in range(5):
+                results = race_set_if_not_exists(clients, f"race-{round_}")
+                assert sorted(results) == [False] * 15 + [True]
+                assert clients[0].get(f"race-{round_}") == clients[1].get(f"race-{round_}")
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_environment_configures_the_server():
+    env = {"KVGRPC_STORE": "memory://", "KVGRPC_MAX_VALUE_BYTES": "10", "KVGRPC_MAX_KEY_BYTES": "8"}
+    with ServerProcess(None, env=env) as server, KeyValueClient(server.target) as kv:
+        assert "store=memory://" in server.log
+        kv.set("12345678", b"0123456789")
+        with pytest.raises(KVInvalidArgumentError, match="max-value-bytes"):
+            kv.set("k", b"01234567890")
+        with pytest.raises(KVInvalidArgumentError, match="max-key-bytes"):
+            kv.set("123456789", b"")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--store", "postgres://db/kv"], "unknown store"),
+        (["--store", "sqlite://relative.db"], "bad SQLite URL"),
+        (["--store", "sqlite:///kv.db?journal_mode=bogus"], "journal_mode"),
+        (["--store", "sqlite:///kv.db?cache=big"], "unknown SQLite option"),
+        (["--store", "memory://extra"], "memory store URL"),
+        (["--grace", "-1"], "--grace"),
+        (["--workers", "0"], "--workers"),
+        (["--max-value-bytes", "lots"], "--max-value-bytes"),
+        (["--listen", "256.1.1.1:99999"], "cannot listen"),
+    ],
+)
+def test_bad_configuration_exits_2_with_a_message(tmp_path, args, message):
+    result = run_cli("serve", "--listen", "127.0.0.1:0", *args, timeout=30, cwd=str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.decode()
+
+
+def test_bad_environment_value_exits_2():
+    result = run_cli("serve", extra_env={"KVGRPC_GRACE": "soon"})
+    assert result.returncode == 2
+    assert "--grace" in result.stderr.decode()
+
+
+def test_port_in_use_exits_2(memory_server):
+    result = run_cli("serve", "--listen", memory_server.target, "--store", "memory://")
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr.decode()
