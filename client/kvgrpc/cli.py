@@ -56,21 +56,22 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         help="run a kvgrpc server",
         description="Run a kvgrpc server. Every flag can also be set by the environment variable named in its help.",
     )
-    options: list[tuple[str, type | Callable[[str], object], str]] = [
-        ("listen", str, "HOST:PORT to listen on; port 0 picks a free port"),
-        ("store", str, "store URL: memory://, sqlite:///relative/path or sqlite:////absolute/path"),
-        ("grace", _positive(float), "seconds in-flight calls get to finish after SIGTERM/SIGINT"),
-        ("max_key_bytes", _positive(int), "largest key accepted, in bytes of UTF-8"),
-        ("max_value_bytes", _positive(int), "largest value accepted, in bytes"),
-        ("sweep_interval", _positive(float), "seconds between sweeps that delete expired keys"),
-        ("workers", _positive(int), "threads serving calls"),
+    options: list[tuple[str, Callable[[str], object], str, str]] = [
+        ("listen", str, "HOST:PORT", "address to listen on; port 0 picks a free port"),
+        ("store", str, "URL", "store URL: memory://, sqlite:///relative/path or sqlite:////absolute/path"),
+        ("grace", _positive(float), "SECONDS", "time in-flight calls get to finish after SIGTERM/SIGINT"),
+        ("max_key_bytes", _positive(int), "BYTES", "largest key accepted, in bytes of UTF-8"),
+        ("max_value_bytes", _positive(int), "BYTES", "largest value accepted"),
+        ("sweep_interval", _positive(float), "SECONDS", "time between sweeps that delete expired keys"),
+        ("workers", _positive(int), "N", "threads serving calls"),
     ]
-    for name, kind, text in options:
+    for name, kind, metavar, text in options:
         env = name.upper()
         serve.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
+            metavar=metavar,
             default=_env(env, defaults[name]),
             help=f"{text} (env KVGRPC_{env}; default %(default)s)",
         )
