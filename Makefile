@@ -24,8 +24,8 @@ test: $(STAMP)
 
 ## lint: ruff over the sources and tests
 lint: $(STAMP)
-	$(BIN)/ruff check client server tests
-	$(BIN)/ruff format --check client server tests
+	$(BIN)/ruff check client server tests proto bench
+	$(BIN)/ruff format --check client server tests proto bench
 
 ## proto: regenerate the committed Python stubs from the .proto
 proto: $(STAMP)
