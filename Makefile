@@ -6,7 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvgrpc-installed
 PROTO := proto/kvgrpc/v1/keyvalue.proto
 
-.PHONY: serve test lint proto clean
+# Node.js packages (the polyglot client test, buf); installed when npm exists.
+# Without npm those tests skip locally and fail under CI=true.
+NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard examples/node/package-lock.json tools/buf/package-lock.json))
+NODE_DEPS := $(foreach d,$(NPM_DIRS),$(d)/node_modules/.installed)
+HAVE_NPM := $(shell command -v npm 2>/dev/null)
+
+.PHONY: serve test lint proto docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+%/node_modules/.installed: %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## serve: run the server on the embedded default store (SQLite in ./data)
 serve: $(STAMP)
 	$(BIN)/kvgrpc serve
 
 ## test: run the whole test suite
-test: $(STAMP)
+test: $(STAMP) $(if $(HAVE_NPM),$(NODE_DEPS))
 	$(BIN)/python -m pytest
 
 ## lint: ruff over the sources and tests
@@ -31,5 +41,9 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py client
 
+## docs: regenerate docs/api.md from the .proto comments
+docs: $(STAMP)
+	$(BIN)/python proto/gen_api_docs.py > docs/api.md
+
 clean:
-	rm -rf $(VENV) build *.egg-info client/*.egg-info server/*.egg-info
+	rm -rf $(VENV) build *.egg-info client/*.egg-info server/*.egg-info $(foreach d,$(NPM_DIRS),$(d)/node_modules)
