@@ -9,7 +9,6 @@ unreachable, deadline exceeded, internal error).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -64,6 +63,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         ("max_value_bytes", _positive(int), "BYTES", "largest value accepted"),
         ("sweep_interval", _positive(float), "SECONDS", "time between sweeps that delete expired keys"),
         ("workers", _positive(int), "N", "threads serving calls"),
+        ("metrics_listen", str, "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics (off when unset)"),
     ]
     for name, kind, metavar, text in options:
         env = name.upper()
@@ -81,6 +81,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
         help="log verbosity (env KVGRPC_LOG_LEVEL; default %(default)s)",
+    )
+    serve.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        type=str.lower,
+        help="one line per event as text or as a JSON object (env KVGRPC_LOG_FORMAT; default %(default)s)",
     )
 
 
@@ -200,10 +207,10 @@ def _fail(code: int, message: str) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from kvgrpc.server import ServerConfig, serve
+        from kvgrpc.server import ServerConfig, logs, serve
         from kvgrpc.server.stores import StoreURLError
 
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(args.log_level, args.log_format)
         config = ServerConfig(**{f.name: getattr(args, f.name) for f in fields(ServerConfig)})
         try:
             return serve(config)

@@ -64,6 +64,7 @@ class PythonAdapter(IKeyValueAdapter):
                 persistence_path, journal_mode=journal_mode, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous
             )
         self._closed = False
+        self.swept_total = 0  # expired rows deleted by sweeps so far
         self._sweeper: _Sweeper | None = None
         if sweep_interval is not None:
             self._sweeper = _Sweeper(self, sweep_interval)
@@ -152,6 +153,7 @@ class PythonAdapter(IKeyValueAdapter):
                 if self._closed:
                     return total
                 removed = self._table.sweep(self._now(), SWEEP_BATCH)
+                self.swept_total += removed
             total += removed
             if removed < SWEEP_BATCH:
                 return total

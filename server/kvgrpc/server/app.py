@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -14,8 +15,9 @@ from grpc_reflection.v1alpha import reflection
 
 from kvgrpc.client.channel import SERVICE, server_options
 from kvgrpc.ports import IKeyValueAdapter
+from kvgrpc.server.metrics import Metrics
 from kvgrpc.server.servicer import KeyValueServicer, Limits, add_to_server
-from kvgrpc.server.stores import open_store
+from kvgrpc.server.stores import open_store, redact
 
 log = logging.getLogger("kvgrpc.server")
 
@@ -33,6 +35,7 @@ class ServerConfig:
     max_value_bytes: int = 1024 * 1024
     sweep_interval: float = 5.0
     workers: int = 16
+    metrics_listen: str | None = None
 
 
 @dataclass
@@ -42,11 +45,15 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    metrics: Metrics | None = None
+    metrics_port: int | None = None
 
     def shutdown(self, grace: float) -> None:
         """Go NOT_SERVING, let in-flight calls finish within `grace`, stop."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServer:
@@ -57,7 +64,8 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="kvgrpc-rpc"),
         options=server_options(max_message_bytes=max_message),
     )
-    add_to_server(KeyValueServicer(store, limits), server)
+    metrics = Metrics(store) if config.metrics_listen is not None else None
+    add_to_server(KeyValueServicer(store, limits, observe=metrics.observe if metrics else None), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -69,9 +77,16 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
     except RuntimeError as err:
         raise OSError(f"cannot listen on {config.listen}: {err}") from None
     server.start()
+    running = RunningServer(server, port, health_servicer, metrics)
+    if metrics is not None and config.metrics_listen is not None:
+        try:
+            running.metrics_port = metrics.serve(config.metrics_listen)
+        except OSError:
+            server.stop(None).wait()
+            raise
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return running
 
 
 def bound_address(listen: str, port: int) -> str:
@@ -97,15 +112,31 @@ def serve(config: ServerConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    address = bound_address(config.listen, running.port)
+    store_url = redact(config.store)
+    metrics = "" if running.metrics_port is None else bound_address(config.metrics_listen or "", running.metrics_port)
     log.info(
-        "kvgrpc serving on %s store=%s workers=%d",
-        bound_address(config.listen, running.port),
-        config.store,
+        "kvgrpc serving on %s store=%s workers=%d metrics=%s",
+        address,
+        store_url,
         config.workers,
+        metrics or "off",
+        extra={"event": "start", "address": address, "store": store_url, "workers": config.workers, "metrics": metrics},
     )
     stop.wait()
-    log.info("received %s: draining for up to %ss", signal.Signals(received[0]).name, config.grace)
+    signal_name = signal.Signals(received[0]).name
+    log.info(
+        "received %s: draining for up to %ss",
+        signal_name,
+        config.grace,
+        extra={"event": "draining", "signal": signal_name, "grace_seconds": config.grace},
+    )
+    started = time.monotonic()
     running.shutdown(config.grace)
     store.close()
-    log.info("kvgrpc stopped")
+    log.info(
+        "kvgrpc stopped after %.2fs",
+        time.monotonic() - started,
+        extra={"event": "stop", "drain_seconds": round(time.monotonic() - started, 3)},
+    )
     return 0

@@ -2,14 +2,13 @@
 
 Adapters and validation raise domain exceptions; the servicer never picks a
 status code itself. Anything not in the table is a bug or an unexpected
-failure: the client gets INTERNAL with a generic message, the log gets the
-traceback.
+failure: the client gets INTERNAL with a generic message (the servicer logs
+the traceback).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -19,8 +18,6 @@ from grpc_status import rpc_status
 from kvgrpc.client.errors import ERROR_DOMAIN
 from kvgrpc.errors import KVError, KVInvalidArgumentError, KVNotFoundError, KVUnavailableError
 
-log = logging.getLogger(__name__)
-
 # exception class -> (status code, ErrorInfo reason); the first match wins.
 STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (KVNotFoundError, grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND"),
@@ -29,8 +26,17 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
 )
 
 
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str, dict[str, str]]:
-    """Return (code, reason, message, ErrorInfo metadata) for an exception."""
+class RpcError(NamedTuple):
+    """What a failed call tells the client."""
+
+    code: grpc.StatusCode
+    reason: str
+    message: str
+    metadata: dict[str, str]
+
+
+def status_for(exc: BaseException) -> RpcError:
+    """The status, ErrorInfo reason, message and metadata for an exception."""
     for cls, code, reason in STATUS_TABLE:
         if isinstance(exc, cls):
             metadata: dict[str, str] = {}
@@ -38,16 +44,15 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str, dict[str,
                 metadata["key"] = exc.key
             if isinstance(exc, KVInvalidArgumentError) and exc.field:
                 metadata["field"] = exc.field
-            return code, (exc.reason if isinstance(exc, KVError) and exc.reason else reason), str(exc), metadata
-    return grpc.StatusCode.INTERNAL, "INTERNAL", "internal error; the server log has the details", {}
+            return RpcError(
+                code, (exc.reason if isinstance(exc, KVError) and exc.reason else reason), str(exc), metadata
+            )
+    return RpcError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error; the server log has the details", {})
 
 
-def abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
-    """End the call with the status for `exc` and a google.rpc.ErrorInfo detail."""
-    code, reason, message, metadata = status_for(exc)
-    if code is grpc.StatusCode.INTERNAL:
-        log.error("%s failed unexpectedly", method, exc_info=exc)
+def abort(context: grpc.ServicerContext, error: RpcError) -> NoReturn:
+    """End the call with `error` and a google.rpc.ErrorInfo detail."""
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+    detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message, details=[detail])
     context.abort_with_status(rpc_status.to_status(status))

@@ -7,6 +7,8 @@ codes (errors.STATUS_TABLE maps exceptions to them).
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,11 +18,20 @@ from google.protobuf.message import DecodeError, Message
 
 from kvgrpc.errors import KVInvalidArgumentError
 from kvgrpc.ports import IKeyValueAdapter
-from kvgrpc.server.errors import abort
+from kvgrpc.server.errors import RpcError, abort, status_for
 from kvgrpc.v1 import keyvalue_pb2 as pb
 from kvgrpc.validation import DEFAULT_PAGE_LIMIT, check_key, check_limit, check_optional_ttl
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KeyValue"]
+
+log = logging.getLogger(__name__)
+
+# Expected verdicts are routine; anything else deserves attention.
+_LOG_LEVELS = {
+    grpc.StatusCode.NOT_FOUND: logging.DEBUG,
+    grpc.StatusCode.INVALID_ARGUMENT: logging.INFO,
+    grpc.StatusCode.UNAVAILABLE: logging.WARNING,
+}
 
 _Request = TypeVar("_Request", bound=Message)
 
@@ -44,10 +55,13 @@ class _MalformedRequest:
 
 
 def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Message]:
-    """Wrap a servicer method: reject malformed requests, translate errors."""
+    """Wrap a servicer method: reject malformed requests, translate errors,
+    and report every call's outcome (metrics, one log line per failure)."""
+    name = method.__name__
 
     @functools.wraps(method)
     def handle(self: KeyValueServicer, request: Any, context: grpc.ServicerContext) -> Message:
+        started = time.perf_counter()
         try:
             if isinstance(request, _MalformedRequest):
                 raise KVInvalidArgumentError(
@@ -55,9 +69,16 @@ def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Me
                     "(string fields such as key must be valid UTF-8)",
                     reason="MALFORMED_REQUEST",
                 )
-            return method(self, request)
+            response = method(self, request)
         except Exception as exc:
-            abort(context, exc, method.__name__)
+            error = status_for(exc)
+            self._failed(name, error, exc)
+            if self._observe is not None:
+                self._observe(name, error.code.name, time.perf_counter() - started)
+            abort(context, error)
+        if self._observe is not None:
+            self._observe(name, "OK", time.perf_counter() - started)
+        return response
 
     return handle
 
@@ -65,9 +86,27 @@ def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Me
 class KeyValueServicer:
     """Serves kvgrpc.v1.KeyValue from any `IKeyValueAdapter`."""
 
-    def __init__(self, adapter: IKeyValueAdapter, limits: Limits = Limits()) -> None:
+    def __init__(
+        self,
+        adapter: IKeyValueAdapter,
+        limits: Limits = Limits(),
+        observe: Callable[[str, str, float], None] | None = None,
+    ) -> None:
         self._adapter = adapter
         self._limits = limits
+        self._observe = observe  # (method, status code name, seconds) after every call
+
+    @staticmethod
+    def _failed(method: str, error: RpcError, exc: Exception) -> None:
+        """One log line per failed call: what failed and why, never a key or value."""
+        fields = {"method": method, "code": error.code.name, "reason": error.reason}
+        if "field" in error.metadata:
+            fields["field"] = error.metadata["field"]
+        if error.code is grpc.StatusCode.INTERNAL:
+            log.error("%s failed unexpectedly", method, exc_info=exc, extra=fields)
+        else:
+            level = _LOG_LEVELS.get(error.code, logging.WARNING)
+            log.log(level, "%s failed: %s %s", method, error.code.name, error.reason, extra=fields)
 
     # -- request checks ---------------------------------------------------------
 

@@ -10,12 +10,22 @@ SQLite URLs accept query options `journal_mode` (default WAL),
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from kvgrpc.adapters import PythonAdapter
 from kvgrpc.ports import IKeyValueAdapter
 
 _SQLITE_OPTIONS = {"journal_mode", "busy_timeout_ms", "synchronous"}
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class StoreURLError(ValueError):
