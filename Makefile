@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvgrpc-installed
 PROTO := proto/kvgrpc/v1/keyvalue.proto
+# naas-abi-core pulls in LLM and database stacks; its key/value port needs
+# none of them, so it is installed without dependencies, for tests only.
+NAAS_ABI_CORE_VERSION := 3.1.0
 
 # Node.js packages (the polyglot client test, buf); installed when npm exists.
 # Without npm those tests skip locally and fail under CI=true.
@@ -14,10 +17,11 @@ HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
 .PHONY: serve test lint proto docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps 'naas-abi-core==$(NAAS_ABI_CORE_VERSION)'
 	touch $@
 
 %/node_modules/.installed: %/package-lock.json

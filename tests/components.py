@@ -7,6 +7,7 @@ test as a pass.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -32,3 +33,15 @@ def require(path: str | Path | None, what: str, hint: str) -> str:
     if required():
         pytest.fail(f"{message}; CI=true / KVGRPC_REQUIRE_COMPONENTS=1 requires it")
     pytest.skip(f"{message}; set KVGRPC_REQUIRE_COMPONENTS=1 to make this a failure")
+
+
+def require_module(name: str, hint: str) -> object:
+    """Import `name`; if it is missing, skip (the whole module, when called at
+    import time) or, in CI, fail like `require`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python module {name} not importable ({hint})"
+        if required():
+            pytest.fail(f"{message}; CI=true / KVGRPC_REQUIRE_COMPONENTS=1 requires it")
+        pytest.skip(f"{message}; set KVGRPC_REQUIRE_COMPONENTS=1 to make this a failure", allow_module_level=True)
