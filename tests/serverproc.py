@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 KVGRPC = str(Path(sys.executable).with_name("kvgrpc"))
 _LISTENING = re.compile(r"kvgrpc serving on (\S+):(\d+) ")
@@ -74,6 +76,18 @@ class ServerProcess:
     @property
     def log(self) -> str:
         return "".join(self.output)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Scrape /metrics (the server must run with --metrics-listen):
+        {(sample name, sorted labels): value}."""
+        port = re.search(r"metrics=127\.0\.0\.1:(\d+)", self.log).group(1)  # type: ignore[union-attr]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def health(self, service: str = "", timeout: float = 2.0) -> int:
         with grpc.insecure_channel(self.target) as channel:

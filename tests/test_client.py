@@ -179,3 +179,52 @@ def test_timeout_none_means_no_deadline(scripted):
     _servicer, target = scripted
     with KeyValueClient(target, timeout=None) as kv:
         assert kv.get("k") == b"v"
+
+
+# -- several servers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("127.0.0.1:1", "127.0.0.1:1"),
+        ("dns:///kv.internal:50051", "dns:///kv.internal:50051"),
+        (["127.0.0.1:1"], "127.0.0.1:1"),
+        (["127.0.0.1:1", "10.0.0.2:2"], "ipv4:127.0.0.1:1,10.0.0.2:2"),
+        (["[::1]:1", "[fe80::1]:2"], "ipv6:[::1]:1,[fe80::1]:2"),
+    ],
+)
+def test_channel_target(target, expected):
+    assert KeyValueClient(target).target == expected
+
+
+@pytest.mark.parametrize(
+    "target", [[], [""], ["kv-a:1", "kv-b:2"], ["127.0.0.1:1", "[::1]:2"], ["127.0.0.1", "127.0.0.2:1"]], ids=repr
+)
+def test_bad_address_lists_are_value_errors(target):
+    with pytest.raises(ValueError):
+        KeyValueClient(target)
+
+
+def test_round_robin_spreads_calls_and_skips_a_dead_server(tmp_path):
+    from serverproc import ServerProcess
+
+    store = f"sqlite:///{tmp_path}/kv.sqlite3"
+    with (
+        ServerProcess(store, "--metrics-listen", "127.0.0.1:0") as a,
+        ServerProcess(store, "--metrics-listen", "127.0.0.1:0") as b,
+        KeyValueClient([a.target, b.target]) as kv,
+    ):
+        for i in range(40):
+            kv.set(f"rr/{i}", b"v")
+        handled = [_sets_handled(server) for server in (a, b)]
+        assert sum(handled) == 40 and min(handled) >= 10, handled  # both took a share
+        a.kill()
+        for i in range(40, 80):
+            kv.set(f"rr/{i}", b"v")  # safe calls carry on through b
+            assert kv.get(f"rr/{i}") == b"v"
+        assert len(kv.list_keys("rr/").keys) == 80
+
+
+def _sets_handled(server) -> int:
+    return int(server.metrics().get(("kvgrpc_rpcs_total", (("code", "OK"), ("method", "Set"))), 0))

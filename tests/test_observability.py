@@ -4,10 +4,8 @@ Watch, Prometheus metrics, structured logs."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
-import urllib.request
 from collections.abc import Iterator
 
 import grpc
@@ -15,7 +13,6 @@ import pytest
 from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from prometheus_client.parser import text_string_to_metric_families
 
 from contract import wait_until
 from kvgrpc.client import KeyValueClient
@@ -101,15 +98,7 @@ def metrics_server() -> Iterator[ServerProcess]:
 
 
 def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    port = re.search(r"metrics=127\.0\.0\.1:(\d+)", server.log).group(1)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    return server.metrics()
 
 
 def test_metrics_count_rpcs_latency_keys_and_sweeps(metrics_server):

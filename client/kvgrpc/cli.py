@@ -64,6 +64,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         ("sweep_interval", _positive(float), "SECONDS", "time between sweeps that delete expired keys"),
         ("workers", _positive(int), "N", "threads serving calls"),
         ("metrics_listen", str, "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics (off when unset)"),
+        ("health_interval", _positive(float), "SECONDS", "how often a networked store (Redis) is pinged for health"),
     ]
     for name, kind, metavar, text in options:
         env = name.upper()

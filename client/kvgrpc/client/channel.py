@@ -7,7 +7,9 @@ client that pings more often than the server permits is sent GOAWAY
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Sequence
 
 SERVICE = "kvgrpc.v1.KeyValue"
 
@@ -21,10 +23,49 @@ MIN_PING_INTERVAL_MS = 10_000  # the server accepts pings this often (below the 
 # to a caller whose write in fact succeeded.
 RETRYABLE_METHODS = ("Get", "Set", "Exists", "ListKeys", "GetTtl")
 
+# With round_robin a retry is a new pick, so it lands on the next healthy server.
+
+
+def channel_target(target: str | Sequence[str]) -> str:
+    """One gRPC target for a target string or for several server addresses.
+
+    A string is used as it is (``"host:port"``, ``"dns:///name:port"``, ...).
+    Several addresses must be IP literals of one family, ``"10.0.0.1:50051"``
+    or ``"[::1]:50051"``; they become an ``ipv4:``/``ipv6:`` target that the
+    round_robin policy balances over. For host names, use one
+    ``dns:///name:port`` target: every address it resolves to is balanced.
+    """
+    if isinstance(target, str):
+        if not target:
+            raise ValueError("target must be a non-empty gRPC target such as '127.0.0.1:50051'")
+        return target
+    addresses = list(target)
+    if not addresses or not all(isinstance(a, str) and a for a in addresses):
+        raise ValueError("target must be a gRPC target or a non-empty list of 'IP:PORT' addresses")
+    if len(addresses) == 1:
+        return addresses[0]
+    families = set()
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version)
+        except ValueError:
+            raise ValueError(
+                f"{address!r}: several addresses must be IP:PORT literals; for host names pass one "
+                "'dns:///name:port' target, which balances over every address the name resolves to"
+            ) from None
+        if not port.isdigit():
+            raise ValueError(f"{address!r} has no port: use IP:PORT")
+    if len(families) > 1:
+        raise ValueError("several addresses must all be IPv4 or all be IPv6")
+    return f"ipv{families.pop()}:" + ",".join(addresses)
+
 
 def service_config(*, max_attempts: int = 4) -> str:
-    """The gRPC service config: retry safe calls on UNAVAILABLE only."""
+    """The gRPC service config: balance calls over every server address
+    (round_robin), retry safe calls on UNAVAILABLE only."""
     config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{"service": SERVICE, "method": method} for method in RETRYABLE_METHODS],
@@ -36,7 +77,7 @@ def service_config(*, max_attempts: int = 4) -> str:
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
     return json.dumps(config)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from kvgrpc.client.channel import client_options
+from kvgrpc.client.channel import channel_target, client_options
 from kvgrpc.client.errors import from_rpc_error
 from kvgrpc.ports import IKeyValueAdapter, KVKeyPage
 from kvgrpc.v1 import keyvalue_pb2 as pb
@@ -33,7 +33,9 @@ class KeyValueClient(IKeyValueAdapter):
     """A thread-safe remote `IKeyValueAdapter` talking to `kvgrpc serve`.
 
     `target` is a gRPC target such as ``"127.0.0.1:50051"`` or
-    ``"dns:///kv.internal:50051"``. The channel is opened on first use and
+    ``"dns:///kv.internal:50051"``, or a list of ``"IP:PORT"`` addresses of
+    several servers. Calls are balanced round robin over every address; a
+    server that goes away is skipped. The channel is opened on first use and
     shared by every thread; `close()` (or leaving a `with` block) releases it.
     Every call has a deadline of `timeout` seconds (None: none). Calls that
     are safe to repeat (get, set, exists, list_keys, get_ttl) are retried by
@@ -48,16 +50,14 @@ class KeyValueClient(IKeyValueAdapter):
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         timeout: float | None = 5.0,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
     ) -> None:
-        if not isinstance(target, str) or not target:
-            raise ValueError("target must be a non-empty gRPC target such as '127.0.0.1:50051'")
-        self._target = target
+        self._target = channel_target(target)
         self._timeout = None if timeout is None else check_positive_number(timeout, field="timeout")
         self._credentials = credentials
         self._options = [*client_options(max_receive_bytes=max_receive_bytes), *options]

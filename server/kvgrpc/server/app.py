@@ -17,6 +17,7 @@ from kvgrpc.client.channel import SERVICE, server_options
 from kvgrpc.ports import IKeyValueAdapter
 from kvgrpc.server.metrics import Metrics
 from kvgrpc.server.servicer import KeyValueServicer, Limits, add_to_server
+from kvgrpc.server.storehealth import Pingable, StoreHealthMonitor
 from kvgrpc.server.stores import open_store, redact
 
 log = logging.getLogger("kvgrpc.server")
@@ -36,6 +37,7 @@ class ServerConfig:
     sweep_interval: float = 5.0
     workers: int = 16
     metrics_listen: str | None = None
+    health_interval: float = 1.0
 
 
 @dataclass
@@ -47,9 +49,12 @@ class RunningServer:
     health: health.HealthServicer
     metrics: Metrics | None = None
     metrics_port: int | None = None
+    store_health: StoreHealthMonitor | None = None
 
     def shutdown(self, grace: float) -> None:
         """Go NOT_SERVING, let in-flight calls finish within `grace`, stop."""
+        if self.store_health is not None:
+            self.store_health.stop()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         if self.metrics is not None:
@@ -84,8 +89,12 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
         except OSError:
             server.stop(None).wait()
             raise
-    for name in ("", SERVICE):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if isinstance(store, Pingable):
+        running.store_health = StoreHealthMonitor(store, health_servicer, ("", SERVICE), config.health_interval)
+        running.store_health.start()
+    else:
+        for name in ("", SERVICE):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return running
 
 
