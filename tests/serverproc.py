@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,12 +30,21 @@ class ServerProcess:
     """One `kvgrpc serve` child process, its output collected in the background."""
 
     def __init__(
-        self, store: str | None, *args: str, env: dict[str, str] | None = None, cwd: str | None = None
+        self,
+        store: str | None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tls_root: bytes | None = None,
+        tls_client: Any = None,
     ) -> None:
         self.store = store
         self.args = args
         self.env = env
         self.cwd = cwd
+        # How the test harness itself reaches a secured server (health checks).
+        self.tls_root = tls_root
+        self.tls_client = tls_client
         self.output: list[str] = []
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -89,8 +99,18 @@ class ServerProcess:
             for sample in family.samples
         }
 
+    def channel(self) -> grpc.Channel:
+        """A channel to this server, with TLS (and a client certificate) if it needs them."""
+        if self.tls_root is None:
+            return grpc.insecure_channel(self.target)
+        client = self.tls_client
+        credentials = grpc.ssl_channel_credentials(
+            self.tls_root, client.key_pem if client else None, client.cert_pem if client else None
+        )
+        return grpc.secure_channel(self.target, credentials)
+
     def health(self, service: str = "", timeout: float = 2.0) -> int:
-        with grpc.insecure_channel(self.target) as channel:
+        with self.channel() as channel:
             request = health_pb2.HealthCheckRequest(service=service)
             return health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout).status
 

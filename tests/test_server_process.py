@@ -152,7 +152,11 @@ def test_environment_configures_the_server():
         (["--grace", "-1"], "--grace"),
         (["--workers", "0"], "--workers"),
         (["--max-value-bytes", "lots"], "--max-value-bytes"),
-        (["--listen", "256.1.1.1:99999"], "cannot listen"),
+        (["--listen", "127.0.0.1:99999"], "port from 0 to 65535"),
+        (["--listen", "127.0.0.1"], "HOST:PORT"),
+        (["--listen", "0.0.0.0:0"], "refusing to serve 0.0.0.0:0 without TLS or tokens"),
+        (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
+        (["--max-page-size", "5000"], "--max-page-size"),
     ],
 )
 def test_bad_configuration_exits_2_with_a_message(tmp_path, args, message):

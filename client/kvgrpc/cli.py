@@ -65,6 +65,14 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         ("workers", _positive(int), "N", "threads serving calls"),
         ("metrics_listen", str, "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics (off when unset)"),
         ("health_interval", _positive(float), "SECONDS", "how often a networked store (Redis) is pinged for health"),
+        ("tls_cert", str, "FILE", "serve TLS with this PEM certificate chain (with --tls-key); re-read on SIGHUP"),
+        ("tls_key", str, "FILE", "the PEM private key of --tls-cert"),
+        ("tls_client_ca", str, "FILE", "require client certificates signed by this PEM CA (mTLS)"),
+        ("auth_tokens", str, "FILE", "require bearer tokens: '<token> [<key-prefix>]' per line; re-read on SIGHUP"),
+        ("max_page_size", _positive(int), "N", "largest ListKeys page a client may ask for (at most 1000)"),
+        ("max_concurrent_rpcs", _positive(int), "N", "calls in progress at once; more get RESOURCE_EXHAUSTED"),
+        ("max_streams_per_connection", _positive(int), "N", "concurrent calls one connection may carry"),
+        ("max_connection_age", _positive(float), "SECONDS", "close connections this old so clients rebalance"),
     ]
     for name, kind, metavar, text in options:
         env = name.upper()
@@ -76,6 +84,20 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
             default=_env(env, defaults[name]),
             help=f"{text} (env KVGRPC_{env}; default %(default)s)",
         )
+    serve.add_argument(
+        "--reflection",
+        choices=["open", "token", "off"],
+        default=_env("REFLECTION", defaults["reflection"]),
+        help="server reflection: open to all, needing a token when --auth-tokens is set, or off "
+        "(env KVGRPC_REFLECTION; default %(default)s)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("INSECURE", "") in ("1", "true", "yes"),
+        help="allow listening beyond loopback without TLS or tokens, when something else secures the "
+        "traffic such as a mesh sidecar terminating mTLS (env KVGRPC_INSECURE=1)",
+    )
     serve.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "INFO"),
@@ -145,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("TIMEOUT", 5.0),
         help="seconds each call may take (env KVGRPC_TIMEOUT; default %(default)s)",
     )
+    security = parser.add_argument_group("client security (for client commands)")
+    security.add_argument(
+        "--tls",
+        action="store_true",
+        default=_env("TLS", "") in ("1", "true", "yes"),
+        help="use TLS, verifying the server with the system's roots (env KVGRPC_TLS=1)",
+    )
+    for flag, env, text in [
+        ("--tls-ca", "TLS_CA", "use TLS, verifying the server with this PEM CA"),
+        ("--client-cert", "CLIENT_CERT", "present this PEM client certificate (mTLS; with --client-key)"),
+        ("--client-key", "CLIENT_KEY", "the PEM private key of --client-cert"),
+        ("--token-file", "TOKEN_FILE", "send the bearer token in this file"),
+    ]:
+        security.add_argument(flag, metavar="FILE", default=_env(env, None), help=f"{text} (env KVGRPC_{env})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands)
     _add_client_commands(commands)
@@ -171,10 +207,33 @@ def _list_all(kv: IKeyValueAdapter, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as err:
+        raise ValueError(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
+def _security(args: argparse.Namespace) -> dict[str, object]:
+    """KeyValueClient's TLS and token arguments from the flags (or env)."""
+    options: dict[str, object] = {"tls": args.tls}
+    for name, attr in (("root_certificates", "tls_ca"), ("client_cert", "client_cert"), ("client_key", "client_key")):
+        path = getattr(args, attr)
+        if path:
+            options[name] = _read_file(path, attr.replace("_", " "))
+    token = os.environ.get("KVGRPC_TOKEN")
+    if args.token_file:
+        token = _read_file(args.token_file, "token file").decode("utf-8", "replace").strip()
+    if token:
+        options["token"] = token
+    return options
+
+
 def _run_client(args: argparse.Namespace) -> int:
     from kvgrpc.client import KeyValueClient
 
-    with KeyValueClient(args.target, timeout=args.timeout) as kv:
+    with KeyValueClient(args.target, timeout=args.timeout, **_security(args)) as kv:
         command = args.command
         if command == "get":
             sys.stdout.buffer.write(kv.get(args.key))
@@ -209,13 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from kvgrpc.server import ServerConfig, logs, serve
+        from kvgrpc.server.app import ConfigError
+        from kvgrpc.server.auth import TokenFileError
         from kvgrpc.server.stores import StoreURLError
+        from kvgrpc.server.tls import TLSConfigError
 
         logs.configure(args.log_level, args.log_format)
         config = ServerConfig(**{f.name: getattr(args, f.name) for f in fields(ServerConfig)})
         try:
             return serve(config)
-        except (StoreURLError, OSError) as err:
+        except (StoreURLError, ConfigError, TLSConfigError, TokenFileError, OSError) as err:
             _fail(EXIT_USAGE, str(err))
     try:
         return _run_client(args)

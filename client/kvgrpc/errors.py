@@ -13,7 +13,9 @@ __all__ = [
     "KVInvalidArgumentError",
     "KVLockTimeoutError",
     "KVNotFoundError",
+    "KVPermissionDeniedError",
     "KVTransportError",
+    "KVUnauthenticatedError",
     "KVUnavailableError",
 ]
 
@@ -44,6 +46,14 @@ class KVInvalidArgumentError(KVError, ValueError):
         super().__init__(message)
         self.reason = reason
         self.field = field
+
+
+class KVUnauthenticatedError(KVError):
+    """The call carried no bearer token, or one the server does not know."""
+
+
+class KVPermissionDeniedError(KVError, PermissionError):
+    """The token is valid but may not touch this key (outside its prefix)."""
 
 
 class KVLockTimeoutError(KVError, TimeoutError):

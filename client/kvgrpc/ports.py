@@ -22,7 +22,9 @@ from kvgrpc.errors import (
     KVInvalidArgumentError,
     KVLockTimeoutError,
     KVNotFoundError,
+    KVPermissionDeniedError,
     KVTransportError,
+    KVUnauthenticatedError,
     KVUnavailableError,
 )
 from kvgrpc.validation import (
@@ -43,7 +45,9 @@ __all__ = [
     "KVLock",
     "KVLockTimeoutError",
     "KVNotFoundError",
+    "KVPermissionDeniedError",
     "KVTransportError",
+    "KVUnauthenticatedError",
     "KVUnavailableError",
     "ValueLike",
 ]

@@ -11,6 +11,8 @@ from kvgrpc.errors import (
     KVError,
     KVInvalidArgumentError,
     KVNotFoundError,
+    KVPermissionDeniedError,
+    KVUnauthenticatedError,
     KVUnavailableError,
 )
 
@@ -32,6 +34,8 @@ _BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: _invalid,
     grpc.StatusCode.UNAVAILABLE: lambda details, info: KVUnavailableError(details),
     grpc.StatusCode.DEADLINE_EXCEEDED: lambda details, info: KVDeadlineExceededError(details),
+    grpc.StatusCode.UNAUTHENTICATED: lambda details, info: KVUnauthenticatedError(details),
+    grpc.StatusCode.PERMISSION_DENIED: lambda details, info: KVPermissionDeniedError(details),
 }
 
 

@@ -29,6 +29,12 @@ __all__ = ["KeyValueClient"]
 DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # well above the server's default 1 MiB value limit
 
 
+def _check_token(token: object) -> str:
+    if not isinstance(token, str) or not token or any(c.isspace() for c in token) or not token.isprintable():
+        raise ValueError("token must be a non-empty string without white space")
+    return token
+
+
 class KeyValueClient(IKeyValueAdapter):
     """A thread-safe remote `IKeyValueAdapter` talking to `kvgrpc serve`.
 
@@ -37,6 +43,12 @@ class KeyValueClient(IKeyValueAdapter):
     several servers. Calls are balanced round robin over every address; a
     server that goes away is skipped. The channel is opened on first use and
     shared by every thread; `close()` (or leaving a `with` block) releases it.
+    TLS: `tls=True` verifies the server against the system's roots, or pass
+    `root_certificates` (PEM bytes) for a private CA; `client_cert` and
+    `client_key` (PEM bytes) present a client certificate (mTLS). `token`
+    is sent as ``authorization: Bearer <token>`` on every call (it works
+    without TLS too, for a mesh sidecar that encrypts the hop).
+
     Every call has a deadline of `timeout` seconds (None: none). Calls that
     are safe to repeat (get, set, exists, list_keys, get_ttl) are retried by
     gRPC on UNAVAILABLE; conditional writes are never retried.
@@ -53,13 +65,23 @@ class KeyValueClient(IKeyValueAdapter):
         target: str | Sequence[str],
         *,
         timeout: float | None = 5.0,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        client_cert: bytes | None = None,
+        client_key: bytes | None = None,
+        token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
     ) -> None:
         self._target = channel_target(target)
         self._timeout = None if timeout is None else check_positive_number(timeout, field="timeout")
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together: give both (mTLS) or neither")
+        if credentials is None and (tls or root_certificates or client_cert):
+            credentials = grpc.ssl_channel_credentials(root_certificates, client_key, client_cert)
         self._credentials = credentials
+        self._metadata = None if token is None else (("authorization", f"Bearer {_check_token(token)}"),)
         self._options = [*client_options(max_receive_bytes=max_receive_bytes), *options]
         self._guard = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -88,7 +110,7 @@ class KeyValueClient(IKeyValueAdapter):
     def _call(self, method: str, request: Any) -> Any:
         rpc = getattr(self._get_stub(), method)
         try:
-            return rpc(request, timeout=self._timeout)
+            return rpc(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
 

@@ -16,13 +16,22 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from kvgrpc.client.errors import ERROR_DOMAIN
-from kvgrpc.errors import KVError, KVInvalidArgumentError, KVNotFoundError, KVUnavailableError
+from kvgrpc.errors import (
+    KVError,
+    KVInvalidArgumentError,
+    KVNotFoundError,
+    KVPermissionDeniedError,
+    KVUnauthenticatedError,
+    KVUnavailableError,
+)
 
 # exception class -> (status code, ErrorInfo reason); the first match wins.
 STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (KVNotFoundError, grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND"),
     (KVInvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     (KVUnavailableError, grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
+    (KVUnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+    (KVPermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "KEY_OUTSIDE_PREFIX"),
 )
 
 

@@ -18,9 +18,10 @@ from google.protobuf.message import DecodeError, Message
 
 from kvgrpc.errors import KVInvalidArgumentError
 from kvgrpc.ports import IKeyValueAdapter
+from kvgrpc.server.auth import current_scope
 from kvgrpc.server.errors import RpcError, abort, status_for
 from kvgrpc.v1 import keyvalue_pb2 as pb
-from kvgrpc.validation import DEFAULT_PAGE_LIMIT, check_key, check_limit, check_optional_ttl
+from kvgrpc.validation import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, check_key, check_limit, check_optional_ttl
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KeyValue"]
 
@@ -42,6 +43,7 @@ class Limits:
 
     max_key_bytes: int = 4096
     max_value_bytes: int = 1024 * 1024
+    max_page_size: int = MAX_PAGE_LIMIT
 
 
 class _MalformedRequest:
@@ -113,6 +115,7 @@ class KeyValueServicer:
     def _key(self, key: str, field: str = "key") -> str:
         check_key(key, field=field)
         self._check_size(key, field)
+        current_scope.get().check(key, field)
         return key
 
     def _check_size(self, text: str, field: str) -> None:
@@ -133,6 +136,18 @@ class KeyValueServicer:
                 field=field,
             )
         return value
+
+    def _limit(self, limit: int) -> int:
+        if not limit:
+            return min(DEFAULT_PAGE_LIMIT, self._limits.max_page_size)
+        check_limit(limit)
+        if limit > self._limits.max_page_size:
+            raise KVInvalidArgumentError(
+                f"limit is {limit}; this server's maximum page size is {self._limits.max_page_size} (--max-page-size)",
+                reason="INVALID_LIMIT",
+                field="limit",
+            )
+        return limit
 
     @staticmethod
     def _ttl(request: Message) -> int | None:
@@ -175,8 +190,9 @@ class KeyValueServicer:
         after = request.after if request.HasField("after") else None
         if after is not None:
             self._check_size(after, "after")
-        limit = check_limit(request.limit) if request.limit else DEFAULT_PAGE_LIMIT
-        page = self._adapter.list_keys(request.prefix, limit=limit, after=after)
+        limit = self._limit(request.limit)
+        prefix = current_scope.get().narrow(request.prefix)
+        page = self._adapter.list_keys(prefix, limit=limit, after=after)
         return pb.ListKeysResponse(keys=page.keys, next_after=page.next_after)
 
     @_rpc
