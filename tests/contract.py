@@ -469,6 +469,71 @@ class KVContract:
             pytest.fail("lock acquired with invalid arguments")
         assert not kv.exists(k("L"))
 
+    def test_lock_fencing_tokens_strictly_increase(self, kv, k):
+        tokens = []
+        for _ in range(4):
+            with kv.lock(k("L")) as held:
+                tokens.append(held.fencing_token)
+        assert tokens == sorted(set(tokens)) and tokens[0] >= 1
+
+    def test_lock_renew(self, kv, k):
+        with kv.lock(k("L"), ttl=5) as held:
+            assert held.renew(60) is True
+            assert kv.get_ttl(k("L")) == 60
+            assert held.renew() is True
+            assert kv.get_ttl(k("L")) == 5
+            kv.delete(k("L"))  # lost it (expired and taken, say)
+            kv.set(k("L"), b"someone-else")
+            assert held.renew() is False
+            assert kv.get_ttl(k("L")) is None
+        assert kv.get(k("L")) == b"someone-else"
+
+    # -- request ids and fencing ------------------------------------------------------------
+
+    def test_repeated_request_id_returns_the_first_outcome(self, kv, k):
+        assert kv.set_if_not_exists(k("a"), b"first", request_id="sine-1") is True
+        assert kv.set_if_not_exists(k("a"), b"first", request_id="sine-1") is True  # a retry: same answer
+        assert kv.set_if_not_exists(k("a"), b"other", request_id="sine-2") is False
+        assert kv.get(k("a")) == b"first"
+        assert kv.delete_if_value_matches(k("a"), b"first", request_id="dvm-1") is True
+        assert kv.delete_if_value_matches(k("a"), b"first", request_id="dvm-1") is True
+        assert not kv.exists(k("a"))
+        kv.set(k("b"), b"v")
+        kv.delete(k("b"), request_id="del-1")
+        kv.delete(k("b"), request_id="del-1")  # no KVNotFoundError: the first call found it
+        with pytest.raises(KVNotFoundError):
+            kv.delete(k("b"), request_id="del-2")
+        kv.set(k("c"), b"mine")
+        assert kv.expire(k("c"), 100, if_value=b"mine", request_id="exp-1") is True
+        kv.set(k("c"), b"theirs")
+        assert kv.expire(k("c"), 100, if_value=b"mine", request_id="exp-1") is True
+        assert kv.expire(k("c"), 100, if_value=b"mine", request_id="exp-2") is False
+
+    def test_request_ids_are_unique_per_store_not_per_key(self, kv, k, ns):
+        request_id = f"{ns}shared"
+        assert kv.set_if_not_exists(k("a"), b"v", request_id=request_id) is True
+        with pytest.raises(KVInvalidArgumentError) as info:
+            kv.set_if_not_exists(k("b"), b"v", request_id=request_id)
+        assert info.value.reason == "REQUEST_ID_REUSED"
+        assert not kv.exists(k("b"))
+
+    @pytest.mark.parametrize("request_id", ["", "x" * 129, "line\nbreak", 5, b"bytes"], ids=repr)
+    def test_bad_request_id_is_a_value_error(self, kv, k, request_id):
+        with pytest.raises(ValueError):
+            kv.set_if_not_exists(k("a"), b"v", request_id=request_id)
+        assert not kv.exists(k("a"))
+
+    def test_fenced_insert_counts_acquisitions(self, kv, k):
+        assert kv.set_if_not_exists_fenced(k("f"), b"a", ttl=30) == 1
+        assert kv.set_if_not_exists_fenced(k("f"), b"b") is None
+        assert kv.get(k("f")) == b"a"
+        kv.delete(k("f"))
+        assert kv.set_if_not_exists_fenced(k("f"), b"c", request_id="fence-3") == 2
+        assert kv.set_if_not_exists_fenced(k("f"), b"c", request_id="fence-3") == 2  # retry: same token
+        kv.delete(k("f"))
+        assert kv.set_if_not_exists_fenced(k("f"), b"d") == 3
+        assert kv.set_if_not_exists_fenced(k("other"), b"x") == 1
+
     # -- concurrency ------------------------------------------------------------------------
 
     def test_concurrent_writers_lose_nothing(self, kv, k, ns):

@@ -4,7 +4,7 @@ gRPC retries, how each status code surfaces, and the channel's life cycle."""
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -29,13 +29,17 @@ class ScriptedServicer(keyvalue_pb2_grpc.KeyValueServicer):
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.request_ids: dict[str, list[str]] = defaultdict(list)
         self.failures = 0
         self.code = grpc.StatusCode.UNAVAILABLE
         self.delay = 0.0
+        self.slow_calls = 0  # this many first calls sleep 1 s
 
-    def _answer(self, method: str, context: grpc.ServicerContext, response):
+    def _answer(self, method: str, context: grpc.ServicerContext, response, request=None):
         self.calls[method] += 1
-        time.sleep(self.delay)
+        if request is not None and request.HasField("request_id"):
+            self.request_ids[method].append(request.request_id)
+        time.sleep(self.delay if self.calls[method] > self.slow_calls else 1.0)
         if self.calls[method] <= self.failures:
             context.abort(self.code, f"scripted {self.code.name}")
         return response
@@ -47,16 +51,16 @@ class ScriptedServicer(keyvalue_pb2_grpc.KeyValueServicer):
         return self._answer("Set", context, pb.SetResponse())
 
     def SetIfNotExists(self, request, context):
-        return self._answer("SetIfNotExists", context, pb.SetIfNotExistsResponse(inserted=True))
+        return self._answer("SetIfNotExists", context, pb.SetIfNotExistsResponse(inserted=True), request)
 
     def DeleteIfValueMatches(self, request, context):
-        return self._answer("DeleteIfValueMatches", context, pb.DeleteIfValueMatchesResponse(deleted=True))
+        return self._answer("DeleteIfValueMatches", context, pb.DeleteIfValueMatchesResponse(deleted=True), request)
 
     def Delete(self, request, context):
-        return self._answer("Delete", context, pb.DeleteResponse())
+        return self._answer("Delete", context, pb.DeleteResponse(), request)
 
     def Expire(self, request, context):
-        return self._answer("Expire", context, pb.ExpireResponse(updated=True))
+        return self._answer("Expire", context, pb.ExpireResponse(updated=True), request)
 
 
 @pytest.fixture
@@ -90,12 +94,23 @@ def test_safe_calls_are_retried_on_unavailable(scripted, method, call):
         ("Expire", lambda kv: kv.expire("k", 5, if_value=b"v")),
     ],
 )
-def test_conditional_writes_are_never_retried(scripted, method, call):
+def test_conditional_writes_are_retried_with_one_request_id(scripted, method, call):
     servicer, target = scripted
-    servicer.failures = 1
-    with KeyValueClient(target) as kv, pytest.raises(KVUnavailableError):
+    servicer.failures = 2
+    with KeyValueClient(target) as kv:
         call(kv)
-    assert servicer.calls[method] == 1
+    assert servicer.calls[method] == 3
+    ids = servicer.request_ids[method]
+    assert len(ids) == 3 and len(set(ids)) == 1 and len(ids[0]) == 32  # one fresh id, sent every time
+
+
+def test_conditional_write_is_resent_with_its_id_after_a_deadline(scripted):
+    servicer, target = scripted
+    servicer.slow_calls = 1  # the first attempt outlives its deadline
+    with KeyValueClient(target, timeout=0.3) as kv:
+        assert kv.set_if_not_exists("k", b"v") is True
+    ids = servicer.request_ids["SetIfNotExists"]
+    assert len(ids) == 2 and ids[0] == ids[1]
 
 
 def test_other_codes_are_not_retried(scripted):

@@ -13,6 +13,7 @@ import contextlib
 import random
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ __all__ = [
     "KVUnauthenticatedError",
     "KVUnavailableError",
     "ValueLike",
+    "new_request_id",
 ]
 
 
@@ -61,12 +63,37 @@ class KVKeyPage:
     next_after: str | None
 
 
-@dataclass(frozen=True, slots=True)
 class KVLock:
-    """A held lock: its key and the unique token stored as its value."""
+    """A held lock: its key, the unique token stored as its value, and its
+    fencing token, a number that grows with every acquisition of the key.
 
-    key: str
-    token: bytes
+    Pass `fencing_token` along with every write the lock protects, so the
+    system receiving them can refuse one from a holder whose lock expired
+    and was taken by someone else (a higher number).
+    """
+
+    __slots__ = ("_adapter", "fencing_token", "key", "token", "ttl")
+
+    def __init__(self, adapter: IKeyValueAdapter, key: str, token: bytes, ttl: int, fencing_token: int) -> None:
+        self._adapter = adapter
+        self.key = key
+        self.token = token
+        self.ttl = ttl
+        self.fencing_token = fencing_token
+
+    def renew(self, ttl: int | None = None) -> bool:
+        """Extend the lock to `ttl` (default: the lock's ttl) seconds from now,
+        only if we still hold it; False if it expired or was taken."""
+        ttl = self.ttl if ttl is None else check_ttl(ttl)
+        return self._adapter.expire(self.key, ttl, if_value=self.token, request_id=new_request_id())
+
+    def __repr__(self) -> str:
+        return f"KVLock(key={self.key!r}, fencing_token={self.fencing_token})"
+
+
+def new_request_id() -> str:
+    """A fresh id for one logical conditional write (retries reuse it)."""
+    return uuid.uuid4().hex
 
 
 class IKeyValueAdapter(abc.ABC):
@@ -77,6 +104,10 @@ class IKeyValueAdapter(abc.ABC):
     a `TypeError`. TTLs are whole seconds greater than zero (`None`: never
     expires); anything else is a `ValueError`. An expired key is absent to
     every method.
+
+    Conditional writes take an optional `request_id`: the store records the
+    outcome of the first call with that id and answers a repeat of it (a
+    retry after a lost reply) with the same outcome instead of writing again.
     """
 
     @abc.abstractmethod
@@ -88,15 +119,24 @@ class IKeyValueAdapter(abc.ABC):
         """Store `value` under `key`, replacing any value and TTL it had."""
 
     @abc.abstractmethod
-    def set_if_not_exists(self, key: str, value: ValueLike, ttl: int | None = None) -> bool:
+    def set_if_not_exists(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> bool:
         """Store `value` only if `key` is absent; True if this call inserted it."""
 
     @abc.abstractmethod
-    def delete(self, key: str) -> None:
+    def set_if_not_exists_fenced(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> int | None:
+        """Like `set_if_not_exists`, but return the key's next fencing token
+        (1, 2, ... strictly increasing per key) if inserted, None if not."""
+
+    @abc.abstractmethod
+    def delete(self, key: str, *, request_id: str | None = None) -> None:
         """Remove `key`; `KVNotFoundError` if absent or expired."""
 
     @abc.abstractmethod
-    def delete_if_value_matches(self, key: str, value: ValueLike) -> bool:
+    def delete_if_value_matches(self, key: str, value: ValueLike, *, request_id: str | None = None) -> bool:
         """Remove `key` only if it holds `value`; True if removed."""
 
     @abc.abstractmethod
@@ -117,7 +157,9 @@ class IKeyValueAdapter(abc.ABC):
         never expires; `KVNotFoundError` if absent or expired."""
 
     @abc.abstractmethod
-    def expire(self, key: str, ttl: int | None, *, if_value: ValueLike | None = None) -> bool:
+    def expire(
+        self, key: str, ttl: int | None, *, if_value: ValueLike | None = None, request_id: str | None = None
+    ) -> bool:
         """Give live `key` a new TTL (None: never expires), only if it holds
         `if_value` when given. True if changed."""
 
@@ -146,6 +188,11 @@ class IKeyValueAdapter(abc.ABC):
         holds it, retries back off exponentially with jitter from
         `retry_delay`; after `timeout` seconds, `KVLockTimeoutError`. Leaving
         the block releases the lock only if it still holds our token.
+
+        The `KVLock` it yields carries a fencing token and can `renew()` the
+        lock for long critical sections. Every acquisition attempt has its own
+        request id, so a retried attempt whose first try landed still reports
+        the lock as ours.
         """
         ttl = check_ttl(ttl, field="ttl")
         timeout = check_positive_number(timeout, field="timeout")
@@ -155,7 +202,8 @@ class IKeyValueAdapter(abc.ABC):
         delay, attempts = retry_delay, 0
         while True:
             attempts += 1
-            if self.set_if_not_exists(key, token, ttl=ttl):
+            fence = self.set_if_not_exists_fenced(key, token, ttl=ttl, request_id=new_request_id())
+            if fence is not None:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -163,6 +211,6 @@ class IKeyValueAdapter(abc.ABC):
             time.sleep(min(remaining, random.uniform(delay / 2, delay)))
             delay = min(delay * 2, max(retry_delay, _MAX_LOCK_BACKOFF))
         try:
-            yield KVLock(key, token)
+            yield KVLock(self, key, token, ttl, fence)
         finally:
-            self.delete_if_value_matches(key, token)
+            self.delete_if_value_matches(key, token, request_id=new_request_id())

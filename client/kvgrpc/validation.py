@@ -20,6 +20,7 @@ __all__ = [
     "check_optional_ttl",
     "check_positive_number",
     "check_prefix",
+    "check_request_id",
     "check_ttl",
     "to_bytes",
 ]
@@ -98,6 +99,27 @@ def check_limit(limit: object, *, field: str = "limit") -> int:
             f"{field} must be a whole number from 1 to {MAX_PAGE_LIMIT} (got {limit!r})", "INVALID_LIMIT", field
         )
     return limit
+
+
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def check_request_id(request_id: object, *, field: str = "request_id") -> str | None:
+    """Return `request_id` if it is None or 1..128 printable characters."""
+    if request_id is None:
+        return None
+    if (
+        not isinstance(request_id, str)
+        or not 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
+        or not request_id.isprintable()
+    ):
+        raise _invalid(
+            f"{field} must be 1 to {MAX_REQUEST_ID_LENGTH} printable characters, e.g. a UUID (got {request_id!r:.40})",
+            "INVALID_REQUEST_ID",
+            field,
+        )
+    _check_encodable(request_id, field, "INVALID_REQUEST_ID")
+    return request_id
 
 
 def check_positive_number(value: object, *, field: str) -> float:

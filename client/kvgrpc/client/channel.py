@@ -17,11 +17,26 @@ KEEPALIVE_TIME_MS = 30_000  # the client pings an idle connection this often...
 KEEPALIVE_TIMEOUT_MS = 10_000  # ...and drops it if the ping is not answered in time
 MIN_PING_INTERVAL_MS = 10_000  # the server accepts pings this often (below the client's)
 
-# Calls that may be repeated without changing their outcome. A conditional
-# write (SetIfNotExists, DeleteIfValueMatches, Delete, Expire) is not among
-# them: if the first attempt landed, a retry would report False or NOT_FOUND
-# to a caller whose write in fact succeeded.
-RETRYABLE_METHODS = ("Get", "Set", "Exists", "ListKeys", "GetTtl")
+# Calls that may be repeated without changing their outcome. Conditional
+# writes (SetIfNotExists, DeleteIfValueMatches, Delete, Expire) are among
+# them only because KeyValueClient always sends them with a request_id: the
+# server answers a retry of a write that landed with its first outcome.
+# Without the id a retry would report False or NOT_FOUND to a caller whose
+# write in fact succeeded.
+RETRYABLE_METHODS = (
+    "Get",
+    "Set",
+    "Exists",
+    "ListKeys",
+    "GetTtl",
+    "SetIfNotExists",
+    "Delete",
+    "DeleteIfValueMatches",
+    "Expire",
+)
+# UNAVAILABLE: unreachable or refusing while it drains. CANCELLED: a server
+# shutting down cancels calls it had queued but not yet started.
+RETRYABLE_CODES = ["UNAVAILABLE", "CANCELLED"]
 
 # With round_robin a retry is a new pick, so it lands on the next healthy server.
 
@@ -63,7 +78,7 @@ def channel_target(target: str | Sequence[str]) -> str:
 
 def service_config(*, max_attempts: int = 4) -> str:
     """The gRPC service config: balance calls over every server address
-    (round_robin), retry safe calls on UNAVAILABLE only."""
+    (round_robin), retry calls that are safe to repeat."""
     config = {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
@@ -74,7 +89,7 @@ def service_config(*, max_attempts: int = 4) -> str:
                     "initialBackoff": "0.05s",
                     "maxBackoff": "1s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": RETRYABLE_CODES,
                 },
             }
         ],

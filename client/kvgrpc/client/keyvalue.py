@@ -10,7 +10,8 @@ import grpc
 
 from kvgrpc.client.channel import channel_target, client_options
 from kvgrpc.client.errors import from_rpc_error
-from kvgrpc.ports import IKeyValueAdapter, KVKeyPage
+from kvgrpc.errors import KVDeadlineExceededError
+from kvgrpc.ports import IKeyValueAdapter, KVKeyPage, new_request_id
 from kvgrpc.v1 import keyvalue_pb2 as pb
 from kvgrpc.v1.keyvalue_pb2_grpc import KeyValueStub
 from kvgrpc.validation import (
@@ -21,12 +22,21 @@ from kvgrpc.validation import (
     check_optional_ttl,
     check_positive_number,
     check_prefix,
+    check_request_id,
     to_bytes,
 )
 
 __all__ = ["KeyValueClient"]
 
 DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # well above the server's default 1 MiB value limit
+
+
+DEADLINE_ATTEMPTS = 3  # a conditional write is sent at most this often after deadlines
+
+
+def _id(request_id: str | None) -> str:
+    """The caller's request id, or a fresh one: every conditional write carries one."""
+    return new_request_id() if request_id is None else check_request_id(request_id)  # type: ignore[return-value]
 
 
 def _check_token(token: object) -> str:
@@ -114,6 +124,19 @@ class KeyValueClient(IKeyValueAdapter):
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
 
+    def _call_once(self, method: str, request: Any) -> Any:
+        """A conditional write: it carries a request id, so gRPC retries it on
+        UNAVAILABLE (service config) and, since the deadline covers all of
+        gRPC's attempts, it is sent again with the same id after a
+        DEADLINE_EXCEEDED; the server answers a repeat with the first outcome."""
+        for attempt in range(1, DEADLINE_ATTEMPTS + 1):
+            try:
+                return self._call(method, request)
+            except KVDeadlineExceededError:
+                if attempt == DEADLINE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
     def get(self, key: str) -> bytes:
         return self._call("Get", pb.GetRequest(key=check_key(key))).value
 
@@ -121,18 +144,33 @@ class KeyValueClient(IKeyValueAdapter):
         request = pb.SetRequest(key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl))
         self._call("Set", request)
 
-    def set_if_not_exists(self, key: str, value: ValueLike, ttl: int | None = None) -> bool:
+    def set_if_not_exists(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> bool:
         request = pb.SetIfNotExistsRequest(
-            key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl)
+            key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl), request_id=_id(request_id)
         )
-        return self._call("SetIfNotExists", request).inserted
+        return self._call_once("SetIfNotExists", request).inserted
 
-    def delete(self, key: str) -> None:
-        self._call("Delete", pb.DeleteRequest(key=check_key(key)))
+    def set_if_not_exists_fenced(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> int | None:
+        request = pb.SetIfNotExistsRequest(
+            key=check_key(key),
+            value=to_bytes(value),
+            ttl_seconds=check_optional_ttl(ttl),
+            request_id=_id(request_id),
+            fence=True,
+        )
+        response = self._call_once("SetIfNotExists", request)
+        return response.fencing_token if response.inserted else None
 
-    def delete_if_value_matches(self, key: str, value: ValueLike) -> bool:
-        request = pb.DeleteIfValueMatchesRequest(key=check_key(key), value=to_bytes(value))
-        return self._call("DeleteIfValueMatches", request).deleted
+    def delete(self, key: str, *, request_id: str | None = None) -> None:
+        self._call_once("Delete", pb.DeleteRequest(key=check_key(key), request_id=_id(request_id)))
+
+    def delete_if_value_matches(self, key: str, value: ValueLike, *, request_id: str | None = None) -> bool:
+        request = pb.DeleteIfValueMatchesRequest(key=check_key(key), value=to_bytes(value), request_id=_id(request_id))
+        return self._call_once("DeleteIfValueMatches", request).deleted
 
     def exists(self, key: str) -> bool:
         return self._call("Exists", pb.ExistsRequest(key=check_key(key))).exists
@@ -150,13 +188,16 @@ class KeyValueClient(IKeyValueAdapter):
         response = self._call("GetTtl", pb.GetTtlRequest(key=check_key(key)))
         return response.ttl_seconds if response.HasField("ttl_seconds") else None
 
-    def expire(self, key: str, ttl: int | None, *, if_value: ValueLike | None = None) -> bool:
+    def expire(
+        self, key: str, ttl: int | None, *, if_value: ValueLike | None = None, request_id: str | None = None
+    ) -> bool:
         request = pb.ExpireRequest(
             key=check_key(key),
             ttl_seconds=check_optional_ttl(ttl),
             if_value=None if if_value is None else to_bytes(if_value, field="if_value"),
+            request_id=_id(request_id),
         )
-        return self._call("Expire", request).updated
+        return self._call_once("Expire", request).updated
 
     def close(self) -> None:
         with self._guard:

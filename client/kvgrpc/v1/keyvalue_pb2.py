@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvgrpc/v1/keyvalue.proto\x12\tkvgrpc.v1\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"R\n\nSetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"\r\n\x0bSetResponse\"]\n\x15SetIfNotExistsRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"*\n\x16SetIfNotExistsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x08\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"9\n\x1b\x44\x65leteIfValueMatchesRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"/\n\x1c\x44\x65leteIfValueMatchesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1c\n\rExistsRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\" \n\x0e\x45xistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"N\n\x0fListKeysRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\x05\x61\x66ter\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_after\"H\n\x10ListKeysResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x17\n\nnext_after\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_next_after\"\x1c\n\rGetTtlRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\":\n\x0eGetTtlResponse\x12\x18\n\x0bttl_seconds\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"j\n\rExpireRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x18\n\x0bttl_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08if_value\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x42\x0e\n\x0c_ttl_secondsB\x0b\n\t_if_value\"!\n\x0e\x45xpireResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x32\xf7\x04\n\x08KeyValue\x12\x34\n\x03Get\x12\x15.kvgrpc.v1.GetRequest\x1a\x16.kvgrpc.v1.GetResponse\x12\x34\n\x03Set\x12\x15.kvgrpc.v1.SetRequest\x1a\x16.kvgrpc.v1.SetResponse\x12U\n\x0eSetIfNotExists\x12 .kvgrpc.v1.SetIfNotExistsRequest\x1a!.kvgrpc.v1.SetIfNotExistsResponse\x12=\n\x06\x44\x65lete\x12\x18.kvgrpc.v1.DeleteRequest\x1a\x19.kvgrpc.v1.DeleteResponse\x12g\n\x14\x44\x65leteIfValueMatches\x12&.kvgrpc.v1.DeleteIfValueMatchesRequest\x1a\'.kvgrpc.v1.DeleteIfValueMatchesResponse\x12=\n\x06\x45xists\x12\x18.kvgrpc.v1.ExistsRequest\x1a\x19.kvgrpc.v1.ExistsResponse\x12\x43\n\x08ListKeys\x12\x1a.kvgrpc.v1.ListKeysRequest\x1a\x1b.kvgrpc.v1.ListKeysResponse\x12=\n\x06GetTtl\x12\x18.kvgrpc.v1.GetTtlRequest\x1a\x19.kvgrpc.v1.GetTtlResponse\x12=\n\x06\x45xpire\x12\x18.kvgrpc.v1.ExpireRequest\x1a\x19.kvgrpc.v1.ExpireResponseBg\n\x14\x63om.github.kvgrpc.v1B\rKeyvalueProtoP\x01Z2github.com/kvgrpc/kvgrpc/gen/go/kvgrpc/v1;kvgrpcv1\xaa\x02\tKvgrpc.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvgrpc/v1/keyvalue.proto\x12\tkvgrpc.v1\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"R\n\nSetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"\r\n\x0bSetResponse\"\x94\x01\n\x15SetIfNotExistsRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrequest_id\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05\x66\x65nce\x18\x05 \x01(\x08\x42\x0e\n\x0c_ttl_secondsB\r\n\x0b_request_id\"X\n\x16SetIfNotExistsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x08\x12\x1a\n\rfencing_token\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_fencing_token\"D\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\nrequest_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_request_id\"\x10\n\x0e\x44\x65leteResponse\"a\n\x1b\x44\x65leteIfValueMatchesRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\nrequest_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_request_id\"/\n\x1c\x44\x65leteIfValueMatchesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1c\n\rExistsRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\" \n\x0e\x45xistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"N\n\x0fListKeysRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\x05\x61\x66ter\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_after\"H\n\x10ListKeysResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x17\n\nnext_after\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_next_after\"\x1c\n\rGetTtlRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\":\n\x0eGetTtlResponse\x12\x18\n\x0bttl_seconds\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"\x92\x01\n\rExpireRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x18\n\x0bttl_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08if_value\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\x17\n\nrequest_id\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_ttl_secondsB\x0b\n\t_if_valueB\r\n\x0b_request_id\"!\n\x0e\x45xpireResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x32\xf7\x04\n\x08KeyValue\x12\x34\n\x03Get\x12\x15.kvgrpc.v1.GetRequest\x1a\x16.kvgrpc.v1.GetResponse\x12\x34\n\x03Set\x12\x15.kvgrpc.v1.SetRequest\x1a\x16.kvgrpc.v1.SetResponse\x12U\n\x0eSetIfNotExists\x12 .kvgrpc.v1.SetIfNotExistsRequest\x1a!.kvgrpc.v1.SetIfNotExistsResponse\x12=\n\x06\x44\x65lete\x12\x18.kvgrpc.v1.DeleteRequest\x1a\x19.kvgrpc.v1.DeleteResponse\x12g\n\x14\x44\x65leteIfValueMatches\x12&.kvgrpc.v1.DeleteIfValueMatchesRequest\x1a\'.kvgrpc.v1.DeleteIfValueMatchesResponse\x12=\n\x06\x45xists\x12\x18.kvgrpc.v1.ExistsRequest\x1a\x19.kvgrpc.v1.ExistsResponse\x12\x43\n\x08ListKeys\x12\x1a.kvgrpc.v1.ListKeysRequest\x1a\x1b.kvgrpc.v1.ListKeysResponse\x12=\n\x06GetTtl\x12\x18.kvgrpc.v1.GetTtlRequest\x1a\x19.kvgrpc.v1.GetTtlResponse\x12=\n\x06\x45xpire\x12\x18.kvgrpc.v1.ExpireRequest\x1a\x19.kvgrpc.v1.ExpireResponseBg\n\x14\x63om.github.kvgrpc.v1B\rKeyvalueProtoP\x01Z2github.com/kvgrpc/kvgrpc/gen/go/kvgrpc/v1;kvgrpcv1\xaa\x02\tKvgrpc.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +41,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETREQUEST']._serialized_end=178
   _globals['_SETRESPONSE']._serialized_start=180
   _globals['_SETRESPONSE']._serialized_end=193
-  _globals['_SETIFNOTEXISTSREQUEST']._serialized_start=195
-  _globals['_SETIFNOTEXISTSREQUEST']._serialized_end=288
-  _globals['_SETIFNOTEXISTSRESPONSE']._serialized_start=290
-  _globals['_SETIFNOTEXISTSRESPONSE']._serialized_end=332
-  _globals['_DELETEREQUEST']._serialized_start=334
-  _globals['_DELETEREQUEST']._serialized_end=362
-  _globals['_DELETERESPONSE']._serialized_start=364
-  _globals['_DELETERESPONSE']._serialized_end=380
-  _globals['_DELETEIFVALUEMATCHESREQUEST']._serialized_start=382
-  _globals['_DELETEIFVALUEMATCHESREQUEST']._serialized_end=439
-  _globals['_DELETEIFVALUEMATCHESRESPONSE']._serialized_start=441
-  _globals['_DELETEIFVALUEMATCHESRESPONSE']._serialized_end=488
-  _globals['_EXISTSREQUEST']._serialized_start=490
-  _globals['_EXISTSREQUEST']._serialized_end=518
-  _globals['_EXISTSRESPONSE']._serialized_start=520
-  _globals['_EXISTSRESPONSE']._serialized_end=552
-  _globals['_LISTKEYSREQUEST']._serialized_start=554
-  _globals['_LISTKEYSREQUEST']._serialized_end=632
-  _globals['_LISTKEYSRESPONSE']._serialized_start=634
-  _globals['_LISTKEYSRESPONSE']._serialized_end=706
-  _globals['_GETTTLREQUEST']._serialized_start=708
-  _globals['_GETTTLREQUEST']._serialized_end=736
-  _globals['_GETTTLRESPONSE']._serialized_start=738
-  _globals['_GETTTLRESPONSE']._serialized_end=796
-  _globals['_EXPIREREQUEST']._serialized_start=798
-  _globals['_EXPIREREQUEST']._serialized_end=904
-  _globals['_EXPIRERESPONSE']._serialized_start=906
-  _globals['_EXPIRERESPONSE']._serialized_end=939
-  _globals['_KEYVALUE']._serialized_start=942
-  _globals['_KEYVALUE']._serialized_end=1573
+  _globals['_SETIFNOTEXISTSREQUEST']._serialized_start=196
+  _globals['_SETIFNOTEXISTSREQUEST']._serialized_end=344
+  _globals['_SETIFNOTEXISTSRESPONSE']._serialized_start=346
+  _globals['_SETIFNOTEXISTSRESPONSE']._serialized_end=434
+  _globals['_DELETEREQUEST']._serialized_start=436
+  _globals['_DELETEREQUEST']._serialized_end=504
+  _globals['_DELETERESPONSE']._serialized_start=506
+  _globals['_DELETERESPONSE']._serialized_end=522
+  _globals['_DELETEIFVALUEMATCHESREQUEST']._serialized_start=524
+  _globals['_DELETEIFVALUEMATCHESREQUEST']._serialized_end=621
+  _globals['_DELETEIFVALUEMATCHESRESPONSE']._serialized_start=623
+  _globals['_DELETEIFVALUEMATCHESRESPONSE']._serialized_end=670
+  _globals['_EXISTSREQUEST']._serialized_start=672
+  _globals['_EXISTSREQUEST']._serialized_end=700
+  _globals['_EXISTSRESPONSE']._serialized_start=702
+  _globals['_EXISTSRESPONSE']._serialized_end=734
+  _globals['_LISTKEYSREQUEST']._serialized_start=736
+  _globals['_LISTKEYSREQUEST']._serialized_end=814
+  _globals['_LISTKEYSRESPONSE']._serialized_start=816
+  _globals['_LISTKEYSRESPONSE']._serialized_end=888
+  _globals['_GETTTLREQUEST']._serialized_start=890
+  _globals['_GETTTLREQUEST']._serialized_end=918
+  _globals['_GETTTLRESPONSE']._serialized_start=920
+  _globals['_GETTTLRESPONSE']._serialized_end=978
+  _globals['_EXPIREREQUEST']._serialized_start=981
+  _globals['_EXPIREREQUEST']._serialized_end=1127
+  _globals['_EXPIRERESPONSE']._serialized_start=1129
+  _globals['_EXPIRERESPONSE']._serialized_end=1162
+  _globals['_KEYVALUE']._serialized_start=1165
+  _globals['_KEYVALUE']._serialized_end=1796
 # @@protoc_insertion_point(module_scope)

@@ -133,6 +133,8 @@ class SetIfNotExistsRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FENCE_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """key is the key to write. Required."""
     value: _builtins.bytes
@@ -141,19 +143,40 @@ class SetIfNotExistsRequest(_message.Message):
     """ttl_seconds is the time to live in whole seconds, 1 to 315360000 (ten
     years). Absent means the key never expires.
     """
+    request_id: _builtins.str
+    """request_id makes a retry safe: the server records the outcome of the
+    first request with this id (for at least ten minutes) and answers a
+    retry with that outcome instead of writing again. Use a fresh random id
+    (e.g. a UUID) per logical request and the same id for its retries; 1 to
+    128 characters. INVALID_ARGUMENT if the id was already used for a
+    different request.
+    """
+    fence: _builtins.bool
+    """fence asks for a fencing token: when the key is inserted, the response
+    carries a number that strictly increases with every successful fenced
+    insert of this key, so a downstream system can reject a stale lock
+    holder's late writes.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         value: _builtins.bytes = ...,
         ttl_seconds: _builtins.int | None = ...,
+        request_id: _builtins.str | None = ...,
+        fence: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "_ttl_seconds", b"_ttl_seconds", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "key", b"key", "ttl_seconds", b"ttl_seconds", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "_ttl_seconds", b"_ttl_seconds", "fence", b"fence", "key", b"key", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
     _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
 
 Global___SetIfNotExistsRequest: _TypeAlias = SetIfNotExistsRequest  # noqa: Y015
@@ -165,20 +188,28 @@ class SetIfNotExistsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INSERTED_FIELD_NUMBER: _builtins.int
+    FENCING_TOKEN_FIELD_NUMBER: _builtins.int
     inserted: _builtins.bool
     """inserted is true if the key was absent and now holds the value, false if
     a live key was already there (and was left unchanged).
+    """
+    fencing_token: _builtins.int
+    """fencing_token is set when the request asked for a fence and inserted the
+    key: 1 for the key's first fenced insert, then higher each time.
     """
     def __init__(
         self,
         *,
         inserted: _builtins.bool = ...,
+        fencing_token: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fencing_token", b"_fencing_token", "fencing_token", b"fencing_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fencing_token", b"_fencing_token", "fencing_token", b"fencing_token", "inserted", b"inserted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__fencing_token: _TypeAlias = _typing.Literal["fencing_token"]  # noqa: Y015
+    _WhichOneofArgType__fencing_token: _TypeAlias = _typing.Literal["_fencing_token", b"_fencing_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fencing_token) -> _WhichOneofReturnType__fencing_token | None: ...
 
 Global___SetIfNotExistsResponse: _TypeAlias = SetIfNotExistsResponse  # noqa: Y015
 
@@ -189,18 +220,30 @@ class DeleteRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """key is the key to remove. Required."""
+    request_id: _builtins.str
+    """request_id makes a retry safe: the server records the outcome of the
+    first request with this id (for at least ten minutes) and answers a
+    retry with that outcome instead of writing again. Use a fresh random id
+    (e.g. a UUID) per logical request and the same id for its retries; 1 to
+    128 characters. INVALID_ARGUMENT if the id was already used for a
+    different request.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "key", b"key", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
 
@@ -229,21 +272,33 @@ class DeleteIfValueMatchesRequest(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """key is the key to remove. Required."""
     value: _builtins.bytes
     """value is the value the key must hold, byte for byte, to be removed."""
+    request_id: _builtins.str
+    """request_id makes a retry safe: the server records the outcome of the
+    first request with this id (for at least ten minutes) and answers a
+    retry with that outcome instead of writing again. Use a fresh random id
+    (e.g. a UUID) per logical request and the same id for its retries; 1 to
+    128 characters. INVALID_ARGUMENT if the id was already used for a
+    different request.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         value: _builtins.bytes = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "key", b"key", "request_id", b"request_id", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___DeleteIfValueMatchesRequest: _TypeAlias = DeleteIfValueMatchesRequest  # noqa: Y015
 
@@ -440,6 +495,7 @@ class ExpireRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     IF_VALUE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """key is the key to change. Required."""
     ttl_seconds: _builtins.int
@@ -450,23 +506,36 @@ class ExpireRequest(_message.Message):
     """if_value makes the change conditional when set: it applies only if the
     key holds exactly this value (empty is a value like any other).
     """
+    request_id: _builtins.str
+    """request_id makes a retry safe: the server records the outcome of the
+    first request with this id (for at least ten minutes) and answers a
+    retry with that outcome instead of writing again. Use a fresh random id
+    (e.g. a UUID) per logical request and the same id for its retries; 1 to
+    128 characters. INVALID_ARGUMENT if the id was already used for a
+    different request.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         ttl_seconds: _builtins.int | None = ...,
         if_value: _builtins.bytes | None = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_if_value", b"_if_value", "_ttl_seconds", b"_ttl_seconds", "if_value", b"if_value", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_if_value", b"_if_value", "_request_id", b"_request_id", "_ttl_seconds", b"_ttl_seconds", "if_value", b"if_value", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_if_value", b"_if_value", "_ttl_seconds", b"_ttl_seconds", "if_value", b"if_value", "key", b"key", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_if_value", b"_if_value", "_request_id", b"_request_id", "_ttl_seconds", b"_ttl_seconds", "if_value", b"if_value", "key", b"key", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__if_value: _TypeAlias = _typing.Literal["if_value"]  # noqa: Y015
     _WhichOneofArgType__if_value: _TypeAlias = _typing.Literal["_if_value", b"_if_value"]  # noqa: Y015
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
     _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__if_value) -> _WhichOneofReturnType__if_value | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
 

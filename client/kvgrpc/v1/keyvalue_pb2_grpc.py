@@ -121,8 +121,8 @@ class KeyValueServicer:
     def SetIfNotExists(self, request, context):
         """SetIfNotExists stores a value only if the key is absent (or expired),
         atomically. A lost race is not an error: it returns inserted=false.
-        Not safe to retry blindly: a retry of a request that landed reports
-        inserted=false.
+        Retry only with a request_id: without one, a retry of a request that
+        landed reports inserted=false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -64,8 +64,8 @@ class KeyValueStub:
     SetIfNotExists: _grpc.UnaryUnaryMultiCallable[_keyvalue_pb2.SetIfNotExistsRequest, _keyvalue_pb2.SetIfNotExistsResponse]
     """SetIfNotExists stores a value only if the key is absent (or expired),
     atomically. A lost race is not an error: it returns inserted=false.
-    Not safe to retry blindly: a retry of a request that landed reports
-    inserted=false.
+    Retry only with a request_id: without one, a retry of a request that
+    landed reports inserted=false.
     """
     Delete: _grpc.UnaryUnaryMultiCallable[_keyvalue_pb2.DeleteRequest, _keyvalue_pb2.DeleteResponse]
     """Delete removes a live key. NOT_FOUND if the key is absent or expired."""
@@ -116,8 +116,8 @@ class KeyValueAsyncStub(KeyValueStub):
     SetIfNotExists: _aio.UnaryUnaryMultiCallable[_keyvalue_pb2.SetIfNotExistsRequest, _keyvalue_pb2.SetIfNotExistsResponse]  # type: ignore[assignment]
     """SetIfNotExists stores a value only if the key is absent (or expired),
     atomically. A lost race is not an error: it returns inserted=false.
-    Not safe to retry blindly: a retry of a request that landed reports
-    inserted=false.
+    Retry only with a request_id: without one, a retry of a request that
+    landed reports inserted=false.
     """
     Delete: _aio.UnaryUnaryMultiCallable[_keyvalue_pb2.DeleteRequest, _keyvalue_pb2.DeleteResponse]  # type: ignore[assignment]
     """Delete removes a live key. NOT_FOUND if the key is absent or expired."""
@@ -183,8 +183,8 @@ class KeyValueServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_keyvalue_pb2.SetIfNotExistsResponse, _abc.Awaitable[_keyvalue_pb2.SetIfNotExistsResponse]]:
         """SetIfNotExists stores a value only if the key is absent (or expired),
         atomically. A lost race is not an error: it returns inserted=false.
-        Not safe to retry blindly: a retry of a request that landed reports
-        inserted=false.
+        Retry only with a request_id: without one, a retry of a request that
+        landed reports inserted=false.
         """
 
     @_abc_1.abstractmethod

@@ -8,20 +8,28 @@ clocks: the adapter checks input, holds its lock around each call and passes
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from sortedcontainers import SortedDict
 
+MAX_REMEMBERED = 100_000  # request outcomes a memory table keeps at most (oldest go first)
+
 JOURNAL_MODES = frozenset({"DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF"})
 SYNCHRONOUS_LEVELS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added request outcomes and fencing counters
 
 
 class Table(Protocol):
+    def transaction(self) -> AbstractContextManager[object]: ...
+    def recall(self, request_id: str, now: int) -> tuple[str, str, int] | None: ...
+    def remember(self, request_id: str, method: str, key: str, outcome: int, expires_at: int) -> None: ...
+    def next_fence(self, key: str) -> int: ...
     def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None: ...
     def put(self, key: str, value: bytes, expires_at: int | None) -> None: ...
     def insert_if_absent(self, key: str, value: bytes, expires_at: int | None, now: int) -> bool: ...
@@ -43,6 +51,32 @@ class MemoryTable:
     def __init__(self) -> None:
         self._rows: SortedDict = SortedDict()  # key -> (value, expires_at)
         self._expiries: list[tuple[int, str]] = []  # may hold stale entries; sweep checks
+        self._outcomes: dict[str, tuple[str, str, int, int]] = {}  # request id -> (method, key, outcome, expires_at)
+        self._outcome_expiries: list[tuple[int, str]] = []
+        self._fences: dict[str, int] = {}
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()  # the adapter's lock already makes each call atomic
+
+    def recall(self, request_id: str, now: int) -> tuple[str, str, int] | None:
+        found = self._outcomes.get(request_id)
+        return found[:3] if found is not None and found[3] > now else None
+
+    def remember(self, request_id: str, method: str, key: str, outcome: int, expires_at: int) -> None:
+        self._outcomes[request_id] = (method, key, outcome, expires_at)
+        heapq.heappush(self._outcome_expiries, (expires_at, request_id))
+        while len(self._outcomes) > MAX_REMEMBERED:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        expires_at, request_id = heapq.heappop(self._outcome_expiries)
+        found = self._outcomes.get(request_id)
+        if found is not None and found[3] == expires_at:
+            del self._outcomes[request_id]
+
+    def next_fence(self, key: str) -> int:
+        self._fences[key] = fence = self._fences.get(key, 0) + 1
+        return fence
 
     def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None:
         row = self._rows.get(key)
@@ -80,6 +114,10 @@ class MemoryTable:
                 yield key
 
     def sweep(self, now: int, batch: int) -> int:
+        for _ in range(batch):
+            if not self._outcome_expiries or self._outcome_expiries[0][0] > now:
+                break
+            self._forget_oldest()
         removed = 0
         expiries = self._expiries
         for _ in range(batch):
@@ -98,6 +136,7 @@ class MemoryTable:
     def close(self) -> None:
         self._rows.clear()
         self._expiries.clear()
+        self._outcomes.clear()
 
 
 class SQLiteTable:
@@ -132,7 +171,7 @@ class SQLiteTable:
 
     def _create_schema(self, path: str) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):  # version 1 files gain the new tables
             raise ValueError(f"{path} has kvgrpc schema version {version}; this kvgrpc reads version {SCHEMA_VERSION}")
         self._db.executescript(
             f"""
@@ -143,10 +182,49 @@ class SQLiteTable:
                 expires_at INTEGER
             );
             CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS outcomes (
+                request_id TEXT PRIMARY KEY NOT NULL,
+                method TEXT NOT NULL,
+                key TEXT NOT NULL,
+                outcome INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS outcomes_expires_at ON outcomes (expires_at);
+            CREATE TABLE IF NOT EXISTS fences (key TEXT PRIMARY KEY NOT NULL, last INTEGER NOT NULL);
             PRAGMA user_version = {SCHEMA_VERSION};
             COMMIT;
             """
         )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several statements as one: IMMEDIATE takes the write lock up front,
+        so another process cannot slip in between the check and the write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def recall(self, request_id: str, now: int) -> tuple[str, str, int] | None:
+        return self._db.execute(
+            "SELECT method, key, outcome FROM outcomes WHERE request_id = ? AND expires_at > ?", (request_id, now)
+        ).fetchone()
+
+    def remember(self, request_id: str, method: str, key: str, outcome: int, expires_at: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO outcomes (request_id, method, key, outcome, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (request_id, method, key, outcome, expires_at),
+        )
+
+    def next_fence(self, key: str) -> int:
+        return self._db.execute(
+            "INSERT INTO fences (key, last) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET last = last + 1"
+            " RETURNING last",
+            (key,),
+        ).fetchone()[0]
 
     def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None:
         return self._db.execute(
@@ -195,6 +273,10 @@ class SQLiteTable:
             cursor.close()
 
     def sweep(self, now: int, batch: int) -> int:
+        self._db.execute(
+            "DELETE FROM outcomes WHERE rowid IN (SELECT rowid FROM outcomes WHERE expires_at <= ? LIMIT ?)",
+            (now, batch),
+        )
         return self._db.execute(
             "DELETE FROM kv WHERE rowid IN"
             " (SELECT rowid FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable
 
 from kvgrpc.adapters._tables import MemoryTable, SQLiteTable, Table
-from kvgrpc.ports import IKeyValueAdapter, KVKeyPage, KVNotFoundError
+from kvgrpc.ports import IKeyValueAdapter, KVInvalidArgumentError, KVKeyPage, KVNotFoundError
 from kvgrpc.validation import (
     DEFAULT_PAGE_LIMIT,
     ValueLike,
@@ -19,6 +19,7 @@ from kvgrpc.validation import (
     check_limit,
     check_optional_ttl,
     check_prefix,
+    check_request_id,
     to_bytes,
 )
 
@@ -26,6 +27,7 @@ __all__ = ["PythonAdapter"]
 
 log = logging.getLogger(__name__)
 
+REQUEST_MEMORY_MS = 600_000  # how long the outcome of a request id is remembered for retries
 DEFAULT_SWEEP_INTERVAL = 5.0  # seconds between background sweeps of expired keys
 SWEEP_BATCH = 500  # rows deleted per lock hold, so a sweep never stalls other calls for long
 
@@ -88,24 +90,63 @@ class PythonAdapter(IKeyValueAdapter):
         with self._lock:
             self._table.put(key, data, self._expires_at(ttl))
 
-    def set_if_not_exists(self, key: str, value: ValueLike, ttl: int | None = None) -> bool:
-        key, data, ttl = check_key(key), to_bytes(value), check_optional_ttl(ttl)
+    def _once(self, request_id: str | None, method: str, key: str, write: Callable[[int], int]) -> int:
+        """Run `write(now)` and return its outcome, once per request id: a
+        repeated id gets the outcome recorded the first time, atomically with
+        that write, so a retry after a lost reply never writes twice."""
+        request_id = check_request_id(request_id)
         with self._lock:
             now = self._now()
-            expires_at = None if ttl is None else now + ttl * 1000
-            return self._table.insert_if_absent(key, data, expires_at, now)
+            if request_id is None:
+                return write(now)
+            with self._table.transaction():
+                recalled = self._table.recall(request_id, now)
+                if recalled is not None:
+                    if recalled[:2] != (method, key):
+                        raise KVInvalidArgumentError(
+                            "request_id was already used for a different request; use a fresh id per request",
+                            reason="REQUEST_ID_REUSED",
+                            field="request_id",
+                        )
+                    return recalled[2]
+                outcome = write(now)
+                self._table.remember(request_id, method, key, outcome, now + REQUEST_MEMORY_MS)
+                return outcome
 
-    def delete(self, key: str) -> None:
+    def set_if_not_exists(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> bool:
+        key, data, ttl = check_key(key), to_bytes(value), check_optional_ttl(ttl)
+
+        def insert(now: int) -> int:
+            return int(self._table.insert_if_absent(key, data, None if ttl is None else now + ttl * 1000, now))
+
+        return bool(self._once(request_id, "SetIfNotExists", key, insert))
+
+    def set_if_not_exists_fenced(
+        self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
+    ) -> int | None:
+        key, data, ttl = check_key(key), to_bytes(value), check_optional_ttl(ttl)
+
+        def insert(now: int) -> int:
+            with self._table.transaction() if request_id is None else contextlib.nullcontext():
+                if not self._table.insert_if_absent(key, data, None if ttl is None else now + ttl * 1000, now):
+                    return 0
+                return self._table.next_fence(key)
+
+        return self._once(request_id, "SetIfNotExistsFenced", key, insert) or None
+
+    def delete(self, key: str, *, request_id: str | None = None) -> None:
         key = check_key(key)
-        with self._lock:
-            removed = self._table.remove(key, self._now())
-        if not removed:
+        if not self._once(request_id, "Delete", key, lambda now: int(self._table.remove(key, now))):
             raise KVNotFoundError(key)
 
-    def delete_if_value_matches(self, key: str, value: ValueLike) -> bool:
+    def delete_if_value_matches(self, key: str, value: ValueLike, *, request_id: str | None = None) -> bool:
         key, data = check_key(key), to_bytes(value)
-        with self._lock:
-            return self._table.remove(key, self._now(), if_value=data)
+        removed = self._once(
+            request_id, "DeleteIfValueMatches", key, lambda now: int(self._table.remove(key, now, data))
+        )
+        return bool(removed)
 
     def exists(self, key: str) -> bool:
         key = check_key(key)
@@ -137,13 +178,16 @@ class PythonAdapter(IKeyValueAdapter):
             return None
         return max(1, -(-(expires_at - now) // 1000))
 
-    def expire(self, key: str, ttl: int | None, *, if_value: ValueLike | None = None) -> bool:
+    def expire(
+        self, key: str, ttl: int | None, *, if_value: ValueLike | None = None, request_id: str | None = None
+    ) -> bool:
         key, ttl = check_key(key), check_optional_ttl(ttl)
         expected = None if if_value is None else to_bytes(if_value, field="if_value")
-        with self._lock:
-            now = self._now()
-            expires_at = None if ttl is None else now + ttl * 1000
-            return self._table.set_expiry(key, expires_at, now, expected)
+
+        def change(now: int) -> int:
+            return int(self._table.set_expiry(key, None if ttl is None else now + ttl * 1000, now, expected))
+
+        return bool(self._once(request_id, "Expire", key, change))
 
     def sweep_expired(self) -> int:
         """Delete every expired row, a batch per lock hold; return how many."""

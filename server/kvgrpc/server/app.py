@@ -27,6 +27,7 @@ from kvgrpc.validation import MAX_PAGE_LIMIT
 log = logging.getLogger("kvgrpc.server")
 
 _ENVELOPE_BYTES = 64 * 1024  # room for a request's key and framing beside its value
+_DRAIN_WINDOW = 0.5  # seconds between going NOT_SERVING and gRPC's stop
 _CONNECTION_AGE_GRACE_MS = 30_000  # calls in flight when a connection reaches its age get this long
 
 
@@ -62,6 +63,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    servicer: KeyValueServicer
     metrics: Metrics | None = None
     metrics_port: int | None = None
     store_health: StoreHealthMonitor | None = None
@@ -77,11 +79,19 @@ class RunningServer:
             self.tokens.reload()
 
     def shutdown(self, grace: float) -> None:
-        """Go NOT_SERVING, let in-flight calls finish within `grace`, stop."""
+        """Drain, then stop: health goes NOT_SERVING and new calls get
+        UNAVAILABLE (so clients move to another replica) for a short window,
+        then gRPC stops taking calls and in-flight ones get the rest of
+        `grace` to finish."""
         if self.store_health is not None:
             self.store_health.stop()
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.servicer.draining = True
+        # Calls gRPC has queued but not yet started would be cancelled by
+        # stop(); this window lets them be answered UNAVAILABLE instead.
+        window = min(_DRAIN_WINDOW, grace / 2)
+        time.sleep(window)
+        self.server.stop(grace - window).wait()
         if self.metrics is not None:
             self.metrics.close()
 
@@ -150,7 +160,8 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     metrics = Metrics(store) if config.metrics_listen is not None else None
-    add_to_server(KeyValueServicer(store, limits, observe=metrics.observe if metrics else None), server)
+    servicer = KeyValueServicer(store, limits, observe=metrics.observe if metrics else None)
+    add_to_server(servicer, server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -164,7 +175,7 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
     except RuntimeError as err:
         raise OSError(f"cannot listen on {config.listen}: {err}") from None
     server.start()
-    running = RunningServer(server, port, health_servicer, metrics, tls=tls, tokens=tokens)
+    running = RunningServer(server, port, health_servicer, servicer, metrics, tls=tls, tokens=tokens)
     if metrics is not None and config.metrics_listen is not None:
         try:
             running.metrics_port = metrics.serve(config.metrics_listen)

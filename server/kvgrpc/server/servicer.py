@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from kvgrpc.errors import KVInvalidArgumentError
+from kvgrpc.errors import KVInvalidArgumentError, KVUnavailableError
 from kvgrpc.ports import IKeyValueAdapter
 from kvgrpc.server.auth import current_scope
 from kvgrpc.server.errors import RpcError, abort, status_for
@@ -56,6 +56,10 @@ class _MalformedRequest:
         self.error = error
 
 
+_SHUTTING_DOWN = KVUnavailableError("server is shutting down; retry on another replica")
+_SHUTTING_DOWN.reason = "SHUTTING_DOWN"
+
+
 def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Message]:
     """Wrap a servicer method: reject malformed requests, translate errors,
     and report every call's outcome (metrics, one log line per failure)."""
@@ -65,6 +69,8 @@ def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Me
     def handle(self: KeyValueServicer, request: Any, context: grpc.ServicerContext) -> Message:
         started = time.perf_counter()
         try:
+            if self.draining:
+                raise _SHUTTING_DOWN
             if isinstance(request, _MalformedRequest):
                 raise KVInvalidArgumentError(
                     f"request is not a valid {request.message_type}: {request.error} "
@@ -97,6 +103,7 @@ class KeyValueServicer:
         self._adapter = adapter
         self._limits = limits
         self._observe = observe  # (method, status code name, seconds) after every call
+        self.draining = False  # set on shutdown: new calls get UNAVAILABLE and go elsewhere
 
     @staticmethod
     def _failed(method: str, error: RpcError, exc: Exception) -> None:
@@ -168,16 +175,22 @@ class KeyValueServicer:
     @_rpc
     def SetIfNotExists(self, request: pb.SetIfNotExistsRequest) -> pb.SetIfNotExistsResponse:
         key, value, ttl = self._key(request.key), self._value(request.value), self._ttl(request)
-        return pb.SetIfNotExistsResponse(inserted=self._adapter.set_if_not_exists(key, value, ttl=ttl))
+        request_id = _request_id(request)
+        if request.fence:
+            fence = self._adapter.set_if_not_exists_fenced(key, value, ttl=ttl, request_id=request_id)
+            return pb.SetIfNotExistsResponse(inserted=fence is not None, fencing_token=fence)
+        inserted = self._adapter.set_if_not_exists(key, value, ttl=ttl, request_id=request_id)
+        return pb.SetIfNotExistsResponse(inserted=inserted)
 
     @_rpc
     def Delete(self, request: pb.DeleteRequest) -> pb.DeleteResponse:
-        self._adapter.delete(self._key(request.key))
+        self._adapter.delete(self._key(request.key), request_id=_request_id(request))
         return pb.DeleteResponse()
 
     @_rpc
     def DeleteIfValueMatches(self, request: pb.DeleteIfValueMatchesRequest) -> pb.DeleteIfValueMatchesResponse:
-        deleted = self._adapter.delete_if_value_matches(self._key(request.key), self._value(request.value))
+        key, value = self._key(request.key), self._value(request.value)
+        deleted = self._adapter.delete_if_value_matches(key, value, request_id=_request_id(request))
         return pb.DeleteIfValueMatchesResponse(deleted=deleted)
 
     @_rpc
@@ -202,8 +215,13 @@ class KeyValueServicer:
     @_rpc
     def Expire(self, request: pb.ExpireRequest) -> pb.ExpireResponse:
         if_value = self._value(request.if_value, "if_value") if request.HasField("if_value") else None
-        updated = self._adapter.expire(self._key(request.key), self._ttl(request), if_value=if_value)
+        key, ttl = self._key(request.key), self._ttl(request)
+        updated = self._adapter.expire(key, ttl, if_value=if_value, request_id=_request_id(request))
         return pb.ExpireResponse(updated=updated)
+
+
+def _request_id(request: Message) -> str | None:
+    return request.request_id if request.HasField("request_id") else None  # type: ignore[attr-defined]
 
 
 def _lenient(message_class: type[_Request]) -> Callable[[bytes], _Request | _MalformedRequest]:
