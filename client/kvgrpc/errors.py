@@ -20,6 +20,13 @@ __all__ = [
 ]
 
 
+def shorten(key: str, limit: int = 64) -> str:
+    """A key for a message: repr'd, and cut short if long (keys go up to
+    4 KiB, and error messages travel in size-limited gRPC trailers)."""
+    text = repr(key)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(key.encode('utf-8'))} bytes)"
+
+
 class KVError(Exception):
     """Base of every error kvgrpc raises.
 
@@ -35,7 +42,7 @@ class KVNotFoundError(KVError):
     """The key is absent or expired."""
 
     def __init__(self, key: str, message: str | None = None) -> None:
-        super().__init__(message or f"key not found: {key!r}")
+        super().__init__(message or f"key not found: {shorten(key)}")
         self.key = key
 
 

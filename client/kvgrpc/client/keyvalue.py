@@ -10,7 +10,7 @@ import grpc
 
 from kvgrpc.client.channel import channel_target, client_options
 from kvgrpc.client.errors import from_rpc_error
-from kvgrpc.errors import KVDeadlineExceededError
+from kvgrpc.errors import KVDeadlineExceededError, KVNotFoundError
 from kvgrpc.ports import IKeyValueAdapter, KVKeyPage, new_request_id
 from kvgrpc.v1 import keyvalue_pb2 as pb
 from kvgrpc.v1.keyvalue_pb2_grpc import KeyValueStub
@@ -122,7 +122,10 @@ class KeyValueClient(IKeyValueAdapter):
         try:
             return rpc(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
+            exc = from_rpc_error(err)
+            if isinstance(exc, KVNotFoundError):
+                exc.key = request.key  # the server may leave a long key out of its reply
+            raise exc from err
 
     def _call_once(self, method: str, request: Any) -> Any:
         """A conditional write: it carries a request id, so gRPC retries it on

@@ -25,6 +25,10 @@ from kvgrpc.errors import (
     KVUnavailableError,
 )
 
+# Longer keys are left out of ErrorInfo: trailers past 8 KiB can be refused by
+# clients (RESOURCE_EXHAUSTED instead of NOT_FOUND); the caller knows its key.
+MAX_KEY_IN_METADATA = 256
+
 # exception class -> (status code, ErrorInfo reason); the first match wins.
 STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (KVNotFoundError, grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND"),
@@ -49,7 +53,7 @@ def status_for(exc: BaseException) -> RpcError:
     for cls, code, reason in STATUS_TABLE:
         if isinstance(exc, cls):
             metadata: dict[str, str] = {}
-            if isinstance(exc, KVNotFoundError):
+            if isinstance(exc, KVNotFoundError) and len(exc.key.encode("utf-8")) <= MAX_KEY_IN_METADATA:
                 metadata["key"] = exc.key
             if isinstance(exc, KVInvalidArgumentError) and exc.field:
                 metadata["field"] = exc.field
