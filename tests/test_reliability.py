@@ -9,6 +9,7 @@ import time
 import pytest
 
 from faultproxy import FaultProxy
+from kvgrpc.adapters import PythonAdapter
 from kvgrpc.client import KeyValueClient
 from kvgrpc.ports import KVNotFoundError, KVTransportError
 from serverproc import ServerProcess
@@ -164,3 +165,67 @@ def test_acknowledged_writes_survive_sigkill_cycles(tmp_path):
     print(
         f"\n{CYCLES} SIGKILL cycles, {total} acknowledged writes checked, {killed_with_in_flight} in flight at a kill"
     )
+
+
+# -- expiry at scale -------------------------------------------------------------------------------
+
+EXPIRING_KEYS = 100_000
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _store_bytes(path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def _probe(kv: PythonAdapter, sweeping: threading.Event, longest: list[float]) -> None:
+    """While the sweep runs, call the store and keep the longest wait."""
+    while not sweeping.is_set():
+        time.sleep(0.0005)
+    while sweeping.is_set():
+        started = time.perf_counter()
+        assert kv.exists("probe")
+        longest[0] = max(longest[0], time.perf_counter() - started)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_sweeper_clears_100k_expired_keys_in_small_batches(tmp_path, store):
+    clock = _Clock()
+    path = tmp_path / "kv.sqlite3"
+    kv = PythonAdapter(str(path) if store == "sqlite" else None, sweep_interval=None, clock=clock)
+    kv.set("probe", b"stays")
+    sizes, stalls = [], []
+    try:
+        for cycle in range(3):
+            for i in range(EXPIRING_KEYS):
+                kv.set(f"cycle{cycle}/{i:06d}", b"x" * 32, ttl=1)
+            clock.now += 2
+            sweeping = threading.Event()
+            longest = [0.0]
+            prober = threading.Thread(target=_probe, args=(kv, sweeping, longest))
+            prober.start()
+            started = time.perf_counter()
+            sweeping.set()
+            swept = kv.sweep_expired()
+            sweep_seconds = time.perf_counter() - started
+            sweeping.clear()
+            prober.join()
+            assert swept == EXPIRING_KEYS
+            assert kv.count() == 1 and kv.list_keys().keys == ("probe",)
+            stalls.append((longest[0], sweep_seconds))
+            if store == "sqlite":
+                sizes.append(_store_bytes(path))
+    finally:
+        kv.close()
+    worst, whole = max(stalls)
+    # Batches: a call waits for at most one batch, a small share of the whole sweep.
+    assert worst < whole / 4, stalls
+    if store == "sqlite":
+        assert sizes[2] <= sizes[1] * 1.05, sizes  # freed pages are reused: the file stops growing
+    print(f"\n{store}: longest stall {worst * 1000:.1f} ms during sweeps of {whole:.2f} s; file sizes {sizes}")

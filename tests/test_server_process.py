@@ -8,8 +8,9 @@ import sqlite3
 import threading
 import time
 
+import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from contract import race_set_if_not_exists, wait_until
 from kvgrpc.client import KeyValueClient
@@ -39,9 +40,16 @@ def test_default_store_is_sqlite_under_data(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_under_load_drains_and_exits_zero(tmp_path, signum):
-    server = ServerProcess(f"sqlite:///{tmp_path}/kv.sqlite3", "--grace", "5").start()
+    """8 busy clients: health flips to NOT_SERVING first, in-flight calls
+    finish, new calls get UNAVAILABLE (never CANCELLED or INTERNAL), the
+    process exits 0 within the grace period, and every acknowledged write is
+    there after a restart."""
+    store = f"sqlite:///{tmp_path}/kv.sqlite3"
+    server = ServerProcess(store, "--grace", "5").start()
     acknowledged: list[str] = []
     unexpected: list[BaseException] = []
+    refused_at: list[float] = []
+    not_serving_at: list[float] = []
     stop = threading.Event()
 
     def writer(n: int) -> None:
@@ -52,6 +60,7 @@ def test_signal_under_load_drains_and_exits_zero(tmp_path, signum):
                 try:
                     kv.set(key, b"v")
                 except KVUnavailableError:
+                    refused_at.append(time.monotonic())
                     return  # the server stopped taking new calls
                 except KVError as exc:  # anything but UNAVAILABLE is a bug (CANCELLED included)
                     unexpected.append(exc)
@@ -59,11 +68,24 @@ def test_signal_under_load_drains_and_exits_zero(tmp_path, signum):
                 acknowledged.append(key)
                 i += 1
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    def watch_health() -> None:
+        request = health_pb2.HealthCheckRequest(service="kvgrpc.v1.KeyValue")
+        with server.channel() as channel:
+            try:
+                for response in health_pb2_grpc.HealthStub(channel).Watch(request, timeout=20):
+                    if response.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                        not_serving_at.append(time.monotonic())
+                        return
+            except grpc.RpcError:
+                pass
+
+    watcher = threading.Thread(target=watch_health)
+    watcher.start()
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     try:
         for t in threads:
             t.start()
-        wait_until(lambda: len(acknowledged) > 50)
+        wait_until(lambda: len(acknowledged) > 100)
         started = time.monotonic()
         server.proc.send_signal(signum)
         assert server.proc.wait(10) == 0
@@ -72,14 +94,14 @@ def test_signal_under_load_drains_and_exits_zero(tmp_path, signum):
         stop.set()
         for t in threads:
             t.join()
+        watcher.join(10)
         server.kill()
     assert not unexpected
+    assert refused_at and not_serving_at and not_serving_at[0] <= min(refused_at)
     assert f"received {signal.Signals(signum).name}" in server.log
     assert "kvgrpc stopped" in server.log
-    # Every acknowledged write is in the file.
-    with sqlite3.connect(tmp_path / "kv.sqlite3") as db:
-        stored = {row[0] for row in db.execute("SELECT key FROM kv")}
-    assert set(acknowledged) <= stored
+    with ServerProcess(store) as restarted, KeyValueClient(restarted.target) as kv:
+        assert all(kv.exists(key) for key in acknowledged)
 
 
 def test_restart_on_same_file_keeps_data_and_ttls(tmp_path):

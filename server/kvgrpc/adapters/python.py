@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REQUEST_MEMORY_MS = 600_000  # how long the outcome of a request id is remembered for retries
 DEFAULT_SWEEP_INTERVAL = 5.0  # seconds between background sweeps of expired keys
 SWEEP_BATCH = 500  # rows deleted per lock hold, so a sweep never stalls other calls for long
+SWEEP_PAUSE = 0.001  # seconds between batches
 
 
 class PythonAdapter(IKeyValueAdapter):
@@ -201,6 +202,7 @@ class PythonAdapter(IKeyValueAdapter):
             total += removed
             if removed < SWEEP_BATCH:
                 return total
+            time.sleep(SWEEP_PAUSE)  # locks are not fair: step aside so waiting calls get in
 
     def count(self) -> int:
         """Rows held, including expired ones the sweeper has not reached yet."""
