@@ -35,6 +35,7 @@ def test_every_rpc_has_its_own_request_and_response():
     service = keyvalue_pb2.DESCRIPTOR.services_by_name["KeyValue"]
     assert [m.name for m in service.methods] == [
         "Get", "Set", "SetIfNotExists", "Delete", "DeleteIfValueMatches", "Exists", "ListKeys", "GetTtl", "Expire",
+        "Batch",
     ]  # fmt: skip
     for method in service.methods:
         assert method.input_type.name == f"{method.name}Request"

@@ -23,7 +23,7 @@ GOOGLEAPIS_PROTOS = Path(google.rpc.status_pb2.__file__).resolve().parents[2]
 
 # The checks the Node program reports, in order, one `ok ...` line each.
 EXPECTED_CHECKS = [
-    "keyvalue.proto loaded at run time declares the 9 RPCs of kvgrpc.v1.KeyValue",
+    "keyvalue.proto loaded at run time declares the 10 RPCs of kvgrpc.v1.KeyValue",
     "Set then Get returns the same bytes",
     "Get of a key set to an empty value returns empty bytes",
     "Set replaces an existing value",
@@ -42,6 +42,7 @@ EXPECTED_CHECKS = [
     "Expire with the matching if_value renews the TTL (updated=true, GetTtl 201..300)",
     "Expire without ttl_seconds removes the expiry (GetTtl has no ttl_seconds)",
     "Expire of a missing key reports updated=false",
+    "Batch answers each operation in order, a failed one with its own NOT_FOUND error",
     "Get of a missing key fails with NOT_FOUND",
     "NOT_FOUND carries google.rpc.Status with the same code and an ErrorInfo detail",
     'NOT_FOUND ErrorInfo: reason "KEY_NOT_FOUND", domain "kvgrpc", metadata key',

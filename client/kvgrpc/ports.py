@@ -32,6 +32,7 @@ from kvgrpc.validation import (
     DEFAULT_PAGE_LIMIT,
     ValueLike,
     check_positive_number,
+    check_request_id,
     check_ttl,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "KVUnavailableError",
     "ValueLike",
     "new_request_id",
+    "request_id_or_new",
 ]
 
 
@@ -94,6 +96,11 @@ class KVLock:
 def new_request_id() -> str:
     """A fresh id for one logical conditional write (retries reuse it)."""
     return uuid.uuid4().hex
+
+
+def request_id_or_new(request_id: str | None) -> str:
+    """The caller's request id (checked), or a fresh one."""
+    return new_request_id() if request_id is None else check_request_id(request_id)  # type: ignore[return-value]
 
 
 class IKeyValueAdapter(abc.ABC):
@@ -165,6 +172,13 @@ class IKeyValueAdapter(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most adapters own something to release
         """Release what the adapter holds (connections, files, threads)."""
+
+    def batch(self) -> contextlib.AbstractContextManager[object]:
+        """Group the calls made inside a `with` block: a store may run them
+        under one lock and commit them together (SQLite: one transaction).
+        Each call keeps its own result and atomicity; the default does
+        nothing special."""
+        return contextlib.nullcontext()
 
     def __enter__(self) -> IKeyValueAdapter:
         return self

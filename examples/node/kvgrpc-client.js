@@ -177,9 +177,10 @@ async function main() {
 
   // The contract itself, as loaded at run time.
   const rpcs = Object.keys(KeyValue.service);
-  check("keyvalue.proto loaded at run time declares the 9 RPCs of kvgrpc.v1.KeyValue", () =>
+  check("keyvalue.proto loaded at run time declares the 10 RPCs of kvgrpc.v1.KeyValue", () =>
     assert.deepEqual(rpcs, [
       "Get", "Set", "SetIfNotExists", "Delete", "DeleteIfValueMatches", "Exists", "ListKeys", "GetTtl", "Expire",
+      "Batch",
     ]),
   );
 
@@ -296,6 +297,21 @@ async function main() {
   });
   const expireMissing = await ok("Expire", { key: key("never-set"), ttl_seconds: 10 });
   check("Expire of a missing key reports updated=false", () => assert.equal(expireMissing.updated, false));
+
+  // Batch: one call, one result (or error) per operation, in order.
+  const batch = await ok("Batch", {
+    operations: [
+      { set: { key: key("batched"), value: Buffer.from("b") } },
+      { get: { key: key("batched") } },
+      { get: { key: key("never-set") } },
+    ],
+  });
+  check("Batch answers each operation in order, a failed one with its own NOT_FOUND error", () => {
+    assert.deepEqual(batch.results.map((r) => r.result), ["set", "get", "error"]);
+    assert.equal(Buffer.from(batch.results[1].get.value).toString(), "b");
+    assert.equal(batch.results[2].error.code, grpc.status.NOT_FOUND);
+    assert.equal(batch.results[2].error.reason, "KEY_NOT_FOUND");
+  });
 
   // Errors: status code plus the google.rpc.ErrorInfo detail.
   const notFound = await fails("Get", { key: key("never-set") });

@@ -33,6 +33,7 @@ RETRYABLE_METHODS = (
     "Delete",
     "DeleteIfValueMatches",
     "Expire",
+    "Batch",  # its conditional writes carry request ids too
 )
 # UNAVAILABLE: unreachable or refusing while it drains. CANCELLED: a server
 # shutting down cancels calls it had queued but not yet started.

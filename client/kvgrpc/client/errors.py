@@ -19,14 +19,12 @@ from kvgrpc.errors import (
 ERROR_DOMAIN = "kvgrpc"
 
 
-def _not_found(details: str, info: error_details_pb2.ErrorInfo | None) -> KVError:
-    return KVNotFoundError(info.metadata.get("key", "") if info else "", details)
+def _not_found(details: str, info: error_details_pb2.ErrorInfo) -> KVError:
+    return KVNotFoundError(info.metadata.get("key", ""), details)
 
 
-def _invalid(details: str, info: error_details_pb2.ErrorInfo | None) -> KVError:
-    if info is None:
-        return KVInvalidArgumentError(details)
-    return KVInvalidArgumentError(details, reason=info.reason, field=info.metadata.get("field") or None)
+def _invalid(details: str, info: error_details_pb2.ErrorInfo) -> KVError:
+    return KVInvalidArgumentError(details, reason=info.reason or "INVALID_ARGUMENT", field=info.metadata.get("field"))
 
 
 _BY_CODE = {
@@ -37,6 +35,19 @@ _BY_CODE = {
     grpc.StatusCode.UNAUTHENTICATED: lambda details, info: KVUnauthenticatedError(details),
     grpc.StatusCode.PERMISSION_DENIED: lambda details, info: KVPermissionDeniedError(details),
 }
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def error_for(code: grpc.StatusCode | int, details: str, info: error_details_pb2.ErrorInfo | None = None) -> KVError:
+    """The kvgrpc exception for a status code (or its number), message and ErrorInfo."""
+    if isinstance(code, int):
+        code = _CODES_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    info = info if info is not None else error_details_pb2.ErrorInfo()
+    make = _BY_CODE.get(code)
+    exc = make(details, info) if make else KVError(f"{code.name}: {details}")
+    exc.code = code.name
+    exc.reason = info.reason or exc.reason
+    return exc
 
 
 def _error_info(err: grpc.Call) -> error_details_pb2.ErrorInfo | None:
@@ -57,11 +68,4 @@ def _error_info(err: grpc.Call) -> error_details_pb2.ErrorInfo | None:
 def from_rpc_error(err: grpc.RpcError) -> KVError:
     """Turn a failed call into the kvgrpc exception for its status code."""
     code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details: str = err.details() or code.name  # type: ignore[attr-defined]
-    info = _error_info(err)  # type: ignore[arg-type]
-    make = _BY_CODE.get(code)
-    exc = make(details, info) if make else KVError(f"{code.name}: {details}")
-    exc.code = code.name
-    if info is not None:
-        exc.reason = info.reason
-    return exc
+    return error_for(code, err.details() or code.name, _error_info(err))  # type: ignore[attr-defined,arg-type]

@@ -10,8 +10,9 @@ import grpc
 
 from kvgrpc.client.channel import channel_target, client_options
 from kvgrpc.client.errors import from_rpc_error
+from kvgrpc.client.pipeline import KVPipeline
 from kvgrpc.errors import KVDeadlineExceededError, KVNotFoundError
-from kvgrpc.ports import IKeyValueAdapter, KVKeyPage, new_request_id
+from kvgrpc.ports import IKeyValueAdapter, KVKeyPage, request_id_or_new
 from kvgrpc.v1 import keyvalue_pb2 as pb
 from kvgrpc.v1.keyvalue_pb2_grpc import KeyValueStub
 from kvgrpc.validation import (
@@ -22,7 +23,6 @@ from kvgrpc.validation import (
     check_optional_ttl,
     check_positive_number,
     check_prefix,
-    check_request_id,
     to_bytes,
 )
 
@@ -32,11 +32,6 @@ DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # well above the server's default 
 
 
 DEADLINE_ATTEMPTS = 3  # a conditional write is sent at most this often after deadlines
-
-
-def _id(request_id: str | None) -> str:
-    """The caller's request id, or a fresh one: every conditional write carries one."""
-    return new_request_id() if request_id is None else check_request_id(request_id)  # type: ignore[return-value]
 
 
 def _check_token(token: object) -> str:
@@ -151,7 +146,10 @@ class KeyValueClient(IKeyValueAdapter):
         self, key: str, value: ValueLike, ttl: int | None = None, *, request_id: str | None = None
     ) -> bool:
         request = pb.SetIfNotExistsRequest(
-            key=check_key(key), value=to_bytes(value), ttl_seconds=check_optional_ttl(ttl), request_id=_id(request_id)
+            key=check_key(key),
+            value=to_bytes(value),
+            ttl_seconds=check_optional_ttl(ttl),
+            request_id=request_id_or_new(request_id),
         )
         return self._call_once("SetIfNotExists", request).inserted
 
@@ -162,17 +160,19 @@ class KeyValueClient(IKeyValueAdapter):
             key=check_key(key),
             value=to_bytes(value),
             ttl_seconds=check_optional_ttl(ttl),
-            request_id=_id(request_id),
+            request_id=request_id_or_new(request_id),
             fence=True,
         )
         response = self._call_once("SetIfNotExists", request)
         return response.fencing_token if response.inserted else None
 
     def delete(self, key: str, *, request_id: str | None = None) -> None:
-        self._call_once("Delete", pb.DeleteRequest(key=check_key(key), request_id=_id(request_id)))
+        self._call_once("Delete", pb.DeleteRequest(key=check_key(key), request_id=request_id_or_new(request_id)))
 
     def delete_if_value_matches(self, key: str, value: ValueLike, *, request_id: str | None = None) -> bool:
-        request = pb.DeleteIfValueMatchesRequest(key=check_key(key), value=to_bytes(value), request_id=_id(request_id))
+        request = pb.DeleteIfValueMatchesRequest(
+            key=check_key(key), value=to_bytes(value), request_id=request_id_or_new(request_id)
+        )
         return self._call_once("DeleteIfValueMatches", request).deleted
 
     def exists(self, key: str) -> bool:
@@ -198,9 +198,13 @@ class KeyValueClient(IKeyValueAdapter):
             key=check_key(key),
             ttl_seconds=check_optional_ttl(ttl),
             if_value=None if if_value is None else to_bytes(if_value, field="if_value"),
-            request_id=_id(request_id),
+            request_id=request_id_or_new(request_id),
         )
         return self._call_once("Expire", request).updated
+
+    def pipeline(self) -> KVPipeline:
+        """Queue operations and send them in one Batch call (`execute()`)."""
+        return KVPipeline(self)
 
     def close(self) -> None:
         with self._guard:

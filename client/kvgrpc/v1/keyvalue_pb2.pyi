@@ -564,3 +564,255 @@ class ExpireResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExpireResponse: _TypeAlias = ExpireResponse  # noqa: Y015
+
+@_typing.final
+class BatchRequest(_message.Message):
+    """BatchRequest carries the operations of one Batch call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchOperation]:
+        """operations run in this order; at most 1000."""
+
+    def __init__(
+        self,
+        *,
+        operations: _abc.Iterable[Global___BatchOperation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchRequest: _TypeAlias = BatchRequest  # noqa: Y015
+
+@_typing.final
+class BatchOperation(_message.Message):
+    """BatchOperation is one operation of a batch: exactly one field is set, the
+    same request its own RPC takes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GET_FIELD_NUMBER: _builtins.int
+    SET_FIELD_NUMBER: _builtins.int
+    SET_IF_NOT_EXISTS_FIELD_NUMBER: _builtins.int
+    DELETE_FIELD_NUMBER: _builtins.int
+    DELETE_IF_VALUE_MATCHES_FIELD_NUMBER: _builtins.int
+    EXISTS_FIELD_NUMBER: _builtins.int
+    GET_TTL_FIELD_NUMBER: _builtins.int
+    EXPIRE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def get(self) -> Global___GetRequest:
+        """get reads a key, as Get."""
+
+    @_builtins.property
+    def set(self) -> Global___SetRequest:
+        """set stores a value, as Set."""
+
+    @_builtins.property
+    def set_if_not_exists(self) -> Global___SetIfNotExistsRequest:
+        """set_if_not_exists stores a value if the key is absent, as SetIfNotExists."""
+
+    @_builtins.property
+    def delete(self) -> Global___DeleteRequest:
+        """delete removes a key, as Delete."""
+
+    @_builtins.property
+    def delete_if_value_matches(self) -> Global___DeleteIfValueMatchesRequest:
+        """delete_if_value_matches removes a key that holds a value, as DeleteIfValueMatches."""
+
+    @_builtins.property
+    def exists(self) -> Global___ExistsRequest:
+        """exists looks for a key, as Exists."""
+
+    @_builtins.property
+    def get_ttl(self) -> Global___GetTtlRequest:
+        """get_ttl reads a key's TTL, as GetTtl."""
+
+    @_builtins.property
+    def expire(self) -> Global___ExpireRequest:
+        """expire changes a key's TTL, as Expire."""
+
+    def __init__(
+        self,
+        *,
+        get: Global___GetRequest | None = ...,
+        set: Global___SetRequest | None = ...,
+        set_if_not_exists: Global___SetIfNotExistsRequest | None = ...,
+        delete: Global___DeleteRequest | None = ...,
+        delete_if_value_matches: Global___DeleteIfValueMatchesRequest | None = ...,
+        exists: Global___ExistsRequest | None = ...,
+        get_ttl: Global___GetTtlRequest | None = ...,
+        expire: Global___ExpireRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "delete_if_value_matches", b"delete_if_value_matches", "exists", b"exists", "expire", b"expire", "get", b"get", "get_ttl", b"get_ttl", "operation", b"operation", "set", b"set", "set_if_not_exists", b"set_if_not_exists"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "delete_if_value_matches", b"delete_if_value_matches", "exists", b"exists", "expire", b"expire", "get", b"get", "get_ttl", b"get_ttl", "operation", b"operation", "set", b"set", "set_if_not_exists", b"set_if_not_exists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["get", "set", "set_if_not_exists", "delete", "delete_if_value_matches", "exists", "get_ttl", "expire"]  # noqa: Y015
+    _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
+
+Global___BatchOperation: _TypeAlias = BatchOperation  # noqa: Y015
+
+@_typing.final
+class BatchResponse(_message.Message):
+    """BatchResponse carries one result per operation, in the same order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchResult]:
+        """results match the request's operations one to one."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchResponse: _TypeAlias = BatchResponse  # noqa: Y015
+
+@_typing.final
+class BatchResult(_message.Message):
+    """BatchResult is what one operation of a batch returned: the response its
+    own RPC would have, or the error it would have failed with.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GET_FIELD_NUMBER: _builtins.int
+    SET_FIELD_NUMBER: _builtins.int
+    SET_IF_NOT_EXISTS_FIELD_NUMBER: _builtins.int
+    DELETE_FIELD_NUMBER: _builtins.int
+    DELETE_IF_VALUE_MATCHES_FIELD_NUMBER: _builtins.int
+    EXISTS_FIELD_NUMBER: _builtins.int
+    GET_TTL_FIELD_NUMBER: _builtins.int
+    EXPIRE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def get(self) -> Global___GetResponse:
+        """get answers a get operation."""
+
+    @_builtins.property
+    def set(self) -> Global___SetResponse:
+        """set answers a set operation."""
+
+    @_builtins.property
+    def set_if_not_exists(self) -> Global___SetIfNotExistsResponse:
+        """set_if_not_exists answers a set_if_not_exists operation."""
+
+    @_builtins.property
+    def delete(self) -> Global___DeleteResponse:
+        """delete answers a delete operation."""
+
+    @_builtins.property
+    def delete_if_value_matches(self) -> Global___DeleteIfValueMatchesResponse:
+        """delete_if_value_matches answers a delete_if_value_matches operation."""
+
+    @_builtins.property
+    def exists(self) -> Global___ExistsResponse:
+        """exists answers an exists operation."""
+
+    @_builtins.property
+    def get_ttl(self) -> Global___GetTtlResponse:
+        """get_ttl answers a get_ttl operation."""
+
+    @_builtins.property
+    def expire(self) -> Global___ExpireResponse:
+        """expire answers an expire operation."""
+
+    @_builtins.property
+    def error(self) -> Global___BatchError:
+        """error is the status the operation would have failed with on its own."""
+
+    def __init__(
+        self,
+        *,
+        get: Global___GetResponse | None = ...,
+        set: Global___SetResponse | None = ...,
+        set_if_not_exists: Global___SetIfNotExistsResponse | None = ...,
+        delete: Global___DeleteResponse | None = ...,
+        delete_if_value_matches: Global___DeleteIfValueMatchesResponse | None = ...,
+        exists: Global___ExistsResponse | None = ...,
+        get_ttl: Global___GetTtlResponse | None = ...,
+        expire: Global___ExpireResponse | None = ...,
+        error: Global___BatchError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "delete_if_value_matches", b"delete_if_value_matches", "error", b"error", "exists", b"exists", "expire", b"expire", "get", b"get", "get_ttl", b"get_ttl", "result", b"result", "set", b"set", "set_if_not_exists", b"set_if_not_exists"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "delete_if_value_matches", b"delete_if_value_matches", "error", b"error", "exists", b"exists", "expire", b"expire", "get", b"get", "get_ttl", b"get_ttl", "result", b"result", "set", b"set", "set_if_not_exists", b"set_if_not_exists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["get", "set", "set_if_not_exists", "delete", "delete_if_value_matches", "exists", "get_ttl", "expire", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___BatchResult: _TypeAlias = BatchResult  # noqa: Y015
+
+@_typing.final
+class BatchError(_message.Message):
+    """BatchError is the status one operation of a batch failed with: the code
+    and message its own RPC would have returned, and its ErrorInfo.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """code is the google.rpc.Code number, e.g. 5 for NOT_FOUND."""
+    message: _builtins.str
+    """message says what went wrong and what to fix."""
+    reason: _builtins.str
+    """reason is the ErrorInfo reason, e.g. KEY_NOT_FOUND."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """metadata is the ErrorInfo metadata, e.g. the key or the field."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchError: _TypeAlias = BatchError  # noqa: Y015

@@ -88,6 +88,11 @@ class KeyValueStub:
                 request_serializer=kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireRequest.SerializeToString,
                 response_deserializer=kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireResponse.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/kvgrpc.v1.KeyValue/Batch',
+                request_serializer=kvgrpc_dot_v1_dot_keyvalue__pb2.BatchRequest.SerializeToString,
+                response_deserializer=kvgrpc_dot_v1_dot_keyvalue__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class KeyValueServicer:
@@ -177,6 +182,19 @@ class KeyValueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Batch runs up to 1000 operations in one call, in order, each with its
+        own result or error, so a client can pipeline like Redis. Every
+        operation keeps its own atomicity (a conditional write in a batch is as
+        atomic as on its own); the batch as a whole is not a transaction. The
+        reply comes once every write in it is durable. INVALID_ARGUMENT for more
+        than 1000 operations; errors of single operations (an empty one
+        included) come back in their results, not as the call's status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyValueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +242,11 @@ def add_KeyValueServicer_to_server(servicer, server):
                     servicer.Expire,
                     request_deserializer=kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireRequest.FromString,
                     response_serializer=kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireResponse.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=kvgrpc_dot_v1_dot_keyvalue__pb2.BatchRequest.FromString,
+                    response_serializer=kvgrpc_dot_v1_dot_keyvalue__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +500,33 @@ class KeyValue:
             '/kvgrpc.v1.KeyValue/Expire',
             kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireRequest.SerializeToString,
             kvgrpc_dot_v1_dot_keyvalue__pb2.ExpireResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvgrpc.v1.KeyValue/Batch',
+            kvgrpc_dot_v1_dot_keyvalue__pb2.BatchRequest.SerializeToString,
+            kvgrpc_dot_v1_dot_keyvalue__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,6 +90,15 @@ class KeyValueStub:
     value equals if_value (renewing a lock you still hold). Returns
     updated=false if the key is absent, expired or holds another value.
     """
+    Batch: _grpc.UnaryUnaryMultiCallable[_keyvalue_pb2.BatchRequest, _keyvalue_pb2.BatchResponse]
+    """Batch runs up to 1000 operations in one call, in order, each with its
+    own result or error, so a client can pipeline like Redis. Every
+    operation keeps its own atomicity (a conditional write in a batch is as
+    atomic as on its own); the batch as a whole is not a transaction. The
+    reply comes once every write in it is durable. INVALID_ARGUMENT for more
+    than 1000 operations; errors of single operations (an empty one
+    included) come back in their results, not as the call's status.
+    """
 
 @_typing.type_check_only
 class KeyValueAsyncStub(KeyValueStub):
@@ -141,6 +150,15 @@ class KeyValueAsyncStub(KeyValueStub):
     """Expire sets or removes the TTL of a live key, optionally only if its
     value equals if_value (renewing a lock you still hold). Returns
     updated=false if the key is absent, expired or holds another value.
+    """
+    Batch: _aio.UnaryUnaryMultiCallable[_keyvalue_pb2.BatchRequest, _keyvalue_pb2.BatchResponse]  # type: ignore[assignment]
+    """Batch runs up to 1000 operations in one call, in order, each with its
+    own result or error, so a client can pipeline like Redis. Every
+    operation keeps its own atomicity (a conditional write in a batch is as
+    atomic as on its own); the batch as a whole is not a transaction. The
+    reply comes once every write in it is durable. INVALID_ARGUMENT for more
+    than 1000 operations; errors of single operations (an empty one
+    included) come back in their results, not as the call's status.
     """
 
 class KeyValueServicer(metaclass=_abc_1.ABCMeta):
@@ -244,6 +262,21 @@ class KeyValueServicer(metaclass=_abc_1.ABCMeta):
         """Expire sets or removes the TTL of a live key, optionally only if its
         value equals if_value (renewing a lock you still hold). Returns
         updated=false if the key is absent, expired or holds another value.
+        """
+
+    @_abc_1.abstractmethod
+    def Batch(
+        self,
+        request: _keyvalue_pb2.BatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvalue_pb2.BatchResponse, _abc.Awaitable[_keyvalue_pb2.BatchResponse]]:
+        """Batch runs up to 1000 operations in one call, in order, each with its
+        own result or error, so a client can pipeline like Redis. Every
+        operation keeps its own atomicity (a conditional write in a batch is as
+        atomic as on its own); the batch as a whole is not a transaction. The
+        reply comes once every write in it is durable. INVALID_ARGUMENT for more
+        than 1000 operations; errors of single operations (an empty one
+        included) come back in their results, not as the call's status.
         """
 
 def add_KeyValueServicer_to_server(servicer: KeyValueServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

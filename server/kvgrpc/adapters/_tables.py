@@ -153,6 +153,7 @@ class SQLiteTable:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be a whole number >= 0, not {busy_timeout_ms!r}")
+        self._depth = 0  # transactions open (the outer one, then savepoints)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         # Autocommit: each statement is its own transaction. The adapter's lock
@@ -199,14 +200,31 @@ class SQLiteTable:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Several statements as one: IMMEDIATE takes the write lock up front,
-        so another process cannot slip in between the check and the write."""
-        self._db.execute("BEGIN IMMEDIATE")
+        so another process cannot slip in between the check and the write.
+        Nested inside another transaction (a batch), it is a savepoint: it
+        rolls back alone, and the outer transaction commits the rest."""
+        if self._depth:
+            name = f"kvgrpc_{self._depth}"
+            begin, commit, rollback = (
+                f"SAVEPOINT {name}",
+                [f"RELEASE {name}"],
+                [f"ROLLBACK TO {name}", f"RELEASE {name}"],
+            )
+        else:
+            begin, commit, rollback = "BEGIN IMMEDIATE", ["COMMIT"], ["ROLLBACK"]
+        self._db.execute(begin)
+        self._depth += 1
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._end(rollback)
             raise
-        self._db.execute("COMMIT")
+        self._end(commit)
+
+    def _end(self, statements: list[str]) -> None:
+        self._depth -= 1
+        for statement in statements:
+            self._db.execute(statement)
 
     def recall(self, request_id: str, now: int) -> tuple[str, str, int] | None:
         return self._db.execute(

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kvgrpc.adapters._tables import MemoryTable, SQLiteTable, Table
 from kvgrpc.ports import IKeyValueAdapter, KVInvalidArgumentError, KVKeyPage, KVNotFoundError
@@ -189,6 +189,13 @@ class PythonAdapter(IKeyValueAdapter):
             return int(self._table.set_expiry(key, None if ttl is None else now + ttl * 1000, now, expected))
 
         return bool(self._once(request_id, "Expire", key, change))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock for the whole block and commit its writes once (each
+        conditional write inside still rolls back alone, via a savepoint)."""
+        with self._lock, self._table.transaction():
+            yield
 
     def sweep_expired(self) -> int:
         """Delete every expired row, a batch per lock hold; return how many."""

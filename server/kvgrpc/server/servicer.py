@@ -219,9 +219,58 @@ class KeyValueServicer:
         updated = self._adapter.expire(key, ttl, if_value=if_value, request_id=_request_id(request))
         return pb.ExpireResponse(updated=updated)
 
+    @_rpc
+    def Batch(self, request: pb.BatchRequest) -> pb.BatchResponse:
+        """Each operation runs through its own RPC's code, inside one
+        `adapter.batch()` (for SQLite: one transaction, one commit)."""
+        if len(request.operations) > MAX_BATCH_OPERATIONS:
+            raise KVInvalidArgumentError(
+                f"a batch holds at most {MAX_BATCH_OPERATIONS} operations, not {len(request.operations)}",
+                reason="BATCH_TOO_LARGE",
+                field="operations",
+            )
+        results = []
+        with self._adapter.batch():
+            for index, operation in enumerate(request.operations):
+                kind = operation.WhichOneof("operation")
+                try:
+                    if kind is None:
+                        raise KVInvalidArgumentError(
+                            f"operation {index} is empty: set one of its fields", field="operations"
+                        )
+                    run = getattr(type(self), _BATCH_METHODS[kind]).__wrapped__
+                    results.append(pb.BatchResult(**{kind: run(self, getattr(operation, kind))}))
+                except Exception as exc:
+                    error = status_for(exc)
+                    self._failed(f"Batch.{kind}", error, exc)
+                    results.append(_batch_error(error))
+        return pb.BatchResponse(results=results)
+
+
+# Batch operation (oneof field) -> the servicer method that runs it.
+_BATCH_METHODS = {
+    "get": "Get",
+    "set": "Set",
+    "set_if_not_exists": "SetIfNotExists",
+    "delete": "Delete",
+    "delete_if_value_matches": "DeleteIfValueMatches",
+    "exists": "Exists",
+    "get_ttl": "GetTtl",
+    "expire": "Expire",
+}
+MAX_BATCH_OPERATIONS = 1000
+
 
 def _request_id(request: Message) -> str | None:
     return request.request_id if request.HasField("request_id") else None  # type: ignore[attr-defined]
+
+
+def _batch_error(error: RpcError) -> pb.BatchResult:
+    return pb.BatchResult(
+        error=pb.BatchError(
+            code=error.code.value[0], message=error.message, reason=error.reason, metadata=error.metadata
+        )
+    )
 
 
 def _lenient(message_class: type[_Request]) -> Callable[[bytes], _Request | _MalformedRequest]:
