@@ -12,6 +12,7 @@ from faultproxy import FaultProxy
 from kvgrpc.adapters import PythonAdapter
 from kvgrpc.client import KeyValueClient
 from kvgrpc.ports import KVNotFoundError, KVTransportError
+from kvgrpc.server.stores import open_store
 from serverproc import ServerProcess
 
 
@@ -121,13 +122,14 @@ def run_writer(kv: KeyValueClient, writer: int, model: KeyModel, rng: random.Ran
         model.acknowledged += 1
 
 
-def test_acknowledged_writes_survive_sigkill_cycles(tmp_path):
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_acknowledged_writes_survive_sigkill_cycles(tmp_path, synchronous):
     store = f"sqlite:///{tmp_path}/kv.sqlite3"
     models = [KeyModel() for _ in range(WRITERS)]
     rng = random.Random(7)
     killed_with_in_flight = 0
     for _cycle in range(CYCLES):
-        server = ServerProcess(store).start()
+        server = ServerProcess(store, "--sqlite-synchronous", synchronous).start()
         try:
             stop = threading.Event()
             with KeyValueClient(server.target, timeout=2) as kv:
@@ -229,3 +231,14 @@ def test_sweeper_clears_100k_expired_keys_in_small_batches(tmp_path, store):
     if store == "sqlite":
         assert sizes[2] <= sizes[1] * 1.05, sizes  # freed pages are reused: the file stops growing
     print(f"\n{store}: longest stall {worst * 1000:.1f} ms during sweeps of {whole:.2f} s; file sizes {sizes}")
+
+
+@pytest.mark.parametrize(("flag", "level"), [(None, 1), ("normal", 1), ("full", 2), ("extra", 3)])
+def test_sqlite_synchronous_flag_sets_the_pragma(tmp_path, flag, level):
+    store = open_store(
+        f"sqlite:///{tmp_path}/kv.sqlite3?synchronous=NORMAL", sweep_interval=None, sqlite_synchronous=flag
+    )
+    try:
+        assert store._table._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    finally:
+        store.close()

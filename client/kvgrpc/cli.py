@@ -85,6 +85,15 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
             help=f"{text} (env KVGRPC_{env}; default %(default)s)",
         )
     serve.add_argument(
+        "--sqlite-synchronous",
+        choices=["normal", "full", "extra"],
+        type=str.lower,
+        default=_env("SQLITE_SYNCHRONOUS", None),
+        help="SQLite durability: normal (WAL default) survives a crash of the server process; full and extra "
+        "also survive power loss, at an fsync per commit (env KVGRPC_SQLITE_SYNCHRONOUS; default: the store "
+        "URL's synchronous option, else normal)",
+    )
+    serve.add_argument(
         "--reflection",
         choices=["open", "token", "off"],
         default=_env("REFLECTION", defaults["reflection"]),

@@ -54,6 +54,7 @@ class ServerConfig:
     max_concurrent_rpcs: int | None = None
     max_streams_per_connection: int = 100
     max_connection_age: float = 1800.0
+    sqlite_synchronous: str | None = None  # None: the store URL's, else NORMAL
 
 
 @dataclass
@@ -200,7 +201,7 @@ def bound_address(listen: str, port: int) -> str:
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then drain gracefully; return the exit code."""
     check_config(config)  # before the store is opened (and its file created)
-    store = open_store(config.store, sweep_interval=config.sweep_interval)
+    store = open_store(config.store, sweep_interval=config.sweep_interval, sqlite_synchronous=config.sqlite_synchronous)
     try:
         running = create_server(config, store)
     except BaseException:

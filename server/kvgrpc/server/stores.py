@@ -70,8 +70,9 @@ class StoreURLError(ValueError):
     """A store URL that names no store we can open."""
 
 
-def open_store(url: str, *, sweep_interval: float | None) -> IKeyValueAdapter:
-    """Open the adapter a store URL names."""
+def open_store(url: str, *, sweep_interval: float | None, sqlite_synchronous: str | None = None) -> IKeyValueAdapter:
+    """Open the adapter a store URL names. `sqlite_synchronous` (the
+    --sqlite-synchronous flag) overrides the URL's `synchronous` option."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in _REDIS_SCHEMES:
         return _open_redis(url, *_REDIS_SCHEMES[scheme])
@@ -104,7 +105,7 @@ def open_store(url: str, *, sweep_interval: float | None) -> IKeyValueAdapter:
                 path,
                 journal_mode=options.get("journal_mode", "WAL"),
                 busy_timeout_ms=busy_timeout_ms,
-                synchronous=options.get("synchronous", "NORMAL"),
+                synchronous=sqlite_synchronous or options.get("synchronous", "NORMAL"),
                 sweep_interval=sweep_interval,
             )
         except ValueError as err:
