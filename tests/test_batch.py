@@ -3,6 +3,7 @@ each with its own result or error and its own atomicity."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import grpc
@@ -130,3 +131,63 @@ def test_a_batch_of_writes_is_durable_when_acknowledged(tmp_path):
         server.kill()
     with ServerProcess(store) as restarted, KeyValueClient(restarted.target) as kv:
         assert len(kv.list_keys("b/", limit=1000).keys) == 500
+
+
+# -- coalescing: threads sharing one client share Batch calls -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def metered() -> ServerProcess:
+    with ServerProcess("memory://", "--metrics-listen", "127.0.0.1:0") as server:
+        yield server
+
+
+def _hammer(kv: KeyValueClient, ns: str, threads: int = 8, rounds: int = 40) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(rounds):
+                key = f"{ns}{t}/{i}"
+                kv.set(key, key)
+                assert kv.get(key) == key.encode()
+                with pytest.raises(KVNotFoundError) as info:
+                    kv.get(key + "/missing")
+                assert info.value.key == key + "/missing"
+                assert kv.set_if_not_exists(key, b"again") is False
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors
+
+
+def _batches(server: ServerProcess) -> float:
+    return server.metrics().get(("kvgrpc_rpcs_total", (("code", "OK"), ("method", "Batch"))), 0.0)
+
+
+def test_concurrent_calls_are_coalesced_into_batches(metered, ns):
+    before = _batches(metered)
+    with KeyValueClient(metered.target) as kv:
+        assert _hammer(kv, ns) == []
+        assert len(kv.list_keys(ns, limit=1000).keys) == 8 * 40
+    assert _batches(metered) > before  # the calls really went out together
+
+
+def test_coalescing_can_be_turned_off(metered, ns):
+    before = _batches(metered)
+    with KeyValueClient(metered.target, coalesce=False) as kv:
+        assert _hammer(kv, ns, threads=4, rounds=10) == []
+    assert _batches(metered) == before
+
+
+def test_a_lone_caller_never_waits_for_a_batch(metered, ns):
+    before = _batches(metered)
+    with KeyValueClient(metered.target) as kv:
+        for i in range(20):
+            kv.set(f"{ns}{i}", b"v")
+    assert _batches(metered) == before

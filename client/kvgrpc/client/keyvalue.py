@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from kvgrpc.client.channel import channel_target, client_options
+from kvgrpc.client.coalesce import BATCHABLE, Coalescer
 from kvgrpc.client.errors import from_rpc_error
 from kvgrpc.client.pipeline import KVPipeline
 from kvgrpc.errors import KVDeadlineExceededError, KVNotFoundError
@@ -54,6 +55,11 @@ class KeyValueClient(IKeyValueAdapter):
     is sent as ``authorization: Bearer <token>`` on every call (it works
     without TLS too, for a mesh sidecar that encrypts the hop).
 
+    Calls made by several threads at once are coalesced (`coalesce=True`):
+    a call made while another is in flight waits for the next Batch call,
+    which carries every call queued meanwhile; a lone call goes out as a
+    plain unary RPC.
+
     Every call has a deadline of `timeout` seconds (None: none). Calls that
     are safe to repeat (get, set, exists, list_keys, get_ttl) are retried by
     gRPC on UNAVAILABLE; conditional writes are never retried.
@@ -78,6 +84,7 @@ class KeyValueClient(IKeyValueAdapter):
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
+        coalesce: bool = True,
     ) -> None:
         self._target = channel_target(target)
         self._timeout = None if timeout is None else check_positive_number(timeout, field="timeout")
@@ -92,6 +99,7 @@ class KeyValueClient(IKeyValueAdapter):
         self._channel: grpc.Channel | None = None
         self._stub: KeyValueStub | None = None
         self._closed = False
+        self._coalescer = Coalescer(self._unary, lambda r: self._unary("Batch", r), self._timeout) if coalesce else None
 
     @property
     def target(self) -> str:
@@ -113,6 +121,11 @@ class KeyValueClient(IKeyValueAdapter):
             return self._stub
 
     def _call(self, method: str, request: Any) -> Any:
+        if self._coalescer is not None and method in BATCHABLE:
+            return self._coalescer.call(method, request)
+        return self._unary(method, request)
+
+    def _unary(self, method: str, request: Any) -> Any:
         rpc = getattr(self._get_stub(), method)
         try:
             return rpc(request, timeout=self._timeout, metadata=self._metadata)
@@ -207,6 +220,8 @@ class KeyValueClient(IKeyValueAdapter):
         return KVPipeline(self)
 
     def close(self) -> None:
+        if self._coalescer is not None:
+            self._coalescer.close()
         with self._guard:
             self._closed = True
             channel, self._channel, self._stub = self._channel, None, None
