@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -72,6 +73,31 @@ def race_set_if_not_exists(adapters: list[IKeyValueAdapter], key: str, threads: 
     if errors:
         raise errors[0]
     return results
+
+
+def assert_mutually_exclusive(lock: Callable[[], AbstractContextManager[object]], threads: int, rounds: int) -> None:
+    """`threads` threads each take `lock()` `rounds` times; a counter checked
+    inside the critical section proves no two were ever inside at once."""
+    inside, overlaps, entries = [0], [0], [0]
+    guard = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(rounds):
+            with lock():
+                with guard:
+                    inside[0] += 1
+                    overlaps[0] += inside[0] > 1
+                    entries[0] += 1
+                time.sleep(0.002)
+                with guard:
+                    inside[0] -= 1
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert (entries[0], overlaps[0]) == (threads * rounds, 0)
 
 
 class KVContract:
@@ -437,27 +463,7 @@ class KVContract:
         assert first.token != b"someone-else"
 
     def test_lock_mutual_exclusion(self, kv, k):
-        inside, overlaps, entries = [0], [0], [0]
-        guard = threading.Lock()
-
-        def worker() -> None:
-            for _ in range(5):
-                with kv.lock(k("L"), timeout=20, retry_delay=0.005):
-                    with guard:
-                        inside[0] += 1
-                        overlaps[0] += inside[0] > 1
-                        entries[0] += 1
-                    time.sleep(0.002)
-                    with guard:
-                        inside[0] -= 1
-
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert entries[0] == 30
-        assert overlaps[0] == 0
+        assert_mutually_exclusive(lambda: kv.lock(k("L"), timeout=20, retry_delay=0.005), threads=6, rounds=5)
 
     @pytest.mark.parametrize(
         "kwargs",

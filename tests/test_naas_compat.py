@@ -3,12 +3,10 @@ running through a real kvgrpc server."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from components import require_module
+from contract import assert_mutually_exclusive
 
 _HINT = "make test installs it: pip install --no-deps naas-abi-core"
 naas_ports = require_module("naas_abi_core.services.keyvalue.KeyValuePorts", _HINT)
@@ -46,26 +44,7 @@ def test_service_round_trip_and_naas_errors(service):
 
 
 def test_naas_lock_is_mutually_exclusive_through_the_server(service):
-    inside, overlaps, entries = [0], [0], [0]
-    guard = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(5):
-            with service.lock("naas/lock", ttl=10, timeout=20, retry_delay=0.005):
-                with guard:
-                    inside[0] += 1
-                    overlaps[0] += inside[0] > 1
-                    entries[0] += 1
-                time.sleep(0.002)
-                with guard:
-                    inside[0] -= 1
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert (entries[0], overlaps[0]) == (20, 0)
+    assert_mutually_exclusive(lambda: service.lock("naas/lock", ttl=10, timeout=20, retry_delay=0.005), 4, 5)
     assert not service.exists("naas/lock")
 
 

@@ -72,17 +72,31 @@ local function remember(rk, outcome)
 end
 """
 
-# KEYS: data, fencing counter[, record]. ARGV[3]: value; ARGV[4]: TTL in
-# seconds or ''; ARGV[5]: '1' to count a fence. Returns 0 (not inserted), or
-# 1 / the new fencing token.
-_SET_IF_NOT_EXISTS = (
-    _RECORDS
-    + """
-local rk = KEYS[3]
+
+def _once(record_key: str, body: str) -> str:
+    """A write script that runs `body` (which sets `outcome`) once per request
+    id: a repeat answers the outcome recorded by the first run."""
+    return (
+        _RECORDS
+        + f"""
+local rk = {record_key}
 if rk then
   local known = recall(rk)
   if known then return known end
 end
+{body.strip()}
+if rk then remember(rk, outcome) end
+return outcome
+"""
+    )
+
+
+# KEYS: data, fencing counter[, record]. ARGV[3]: value; ARGV[4]: TTL in
+# seconds or ''; ARGV[5]: '1' to count a fence. Returns 0 (not inserted), or
+# 1 / the new fencing token.
+_SET_IF_NOT_EXISTS = _once(
+    "KEYS[3]",
+    """
 local ok
 if ARGV[4] == '' then
   ok = redis.call('SET', KEYS[1], ARGV[3], 'NX')
@@ -93,40 +107,26 @@ local outcome = 0
 if ok then
   if ARGV[5] == '1' then outcome = redis.call('INCR', KEYS[2]) else outcome = 1 end
 end
-if rk then remember(rk, outcome) end
-return outcome
-"""
+""",
 )
 
 # KEYS: data[, record]. ARGV[3]: 'any', or 'match' to delete only if the
 # value is ARGV[4]. Returns 1 if deleted.
-_DELETE = (
-    _RECORDS
-    + """
-local rk = KEYS[2]
-if rk then
-  local known = recall(rk)
-  if known then return known end
-end
+_DELETE = _once(
+    "KEYS[2]",
+    """
 local outcome = 0
 if ARGV[3] == 'any' or redis.call('GET', KEYS[1]) == ARGV[4] then
   outcome = redis.call('DEL', KEYS[1])
 end
-if rk then remember(rk, outcome) end
-return outcome
-"""
+""",
 )
 
 # KEYS: data[, record]. ARGV[3]: TTL in seconds, or '' to remove it;
 # ARGV[4] (optional): the value the key must hold. Returns 1 if changed.
-_EXPIRE = (
-    _RECORDS
-    + """
-local rk = KEYS[2]
-if rk then
-  local known = recall(rk)
-  if known then return known end
-end
+_EXPIRE = _once(
+    "KEYS[2]",
+    """
 local outcome = 1
 if ARGV[4] then
   if redis.call('GET', KEYS[1]) ~= ARGV[4] then outcome = 0 end
@@ -140,9 +140,7 @@ if outcome == 1 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
   end
 end
-if rk then remember(rk, outcome) end
-return outcome
-"""
+""",
 )
 
 # Cluster only, before a write with a request id: claim the id for this
