@@ -15,7 +15,7 @@ NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard examples/node/package-lo
 NODE_DEPS := $(foreach d,$(NPM_DIRS),$(d)/node_modules/.installed)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: serve test lint proto docs clean
+.PHONY: serve test bench lint proto docs clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ serve: $(STAMP)
 ## test: run the whole test suite
 test: $(STAMP) $(if $(HAVE_NPM),$(NODE_DEPS))
 	$(BIN)/python -m pytest
+
+## bench: the full benchmark, side by side with etcd, Redis and a bare grpcio server
+## (installs etcd-server and redis-server with apt-get if they are missing and you are root)
+bench: $(STAMP)
+	@command -v etcd >/dev/null && command -v redis-server >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq etcd-server redis-server >/dev/null; } || \
+	  echo "bench: etcd-server and/or redis-server missing (apt-get install etcd-server redis-server); comparing without them"
+	$(BIN)/python bench/kvbench.py
 
 ## lint: ruff over the sources and tests
 lint: $(STAMP)
