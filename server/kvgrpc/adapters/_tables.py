@@ -46,10 +46,13 @@ def _live(expires_at: int | None, now: int) -> bool:
 
 
 class MemoryTable:
-    """Rows in a `SortedDict` (ordered listing) plus a heap of expiry times."""
+    """Values in a `SortedDict` (ordered listing); expiry times, only for keys
+    that have one, in a dict and a heap. Keeping them apart saves a tuple per
+    key (56 bytes): a million keys of 100 bytes fit in under 3x their size."""
 
     def __init__(self) -> None:
-        self._rows: SortedDict = SortedDict()  # key -> (value, expires_at)
+        self._values: SortedDict = SortedDict()  # key -> value
+        self._expires: dict[str, int] = {}  # key -> expires_at, for keys with a TTL
         self._expiries: list[tuple[int, str]] = []  # may hold stale entries; sweep checks
         self._outcomes: dict[str, tuple[str, str, int, int]] = {}  # request id -> (method, key, outcome, expires_at)
         self._outcome_expiries: list[tuple[int, str]] = []
@@ -79,13 +82,23 @@ class MemoryTable:
         return fence
 
     def lookup(self, key: str, now: int) -> tuple[bytes, int | None] | None:
-        row = self._rows.get(key)
-        return row if row is not None and _live(row[1], now) else None
+        value = self._values.get(key)
+        if value is None:
+            return None
+        expires_at = self._expires.get(key)
+        return (value, expires_at) if _live(expires_at, now) else None
 
     def put(self, key: str, value: bytes, expires_at: int | None) -> None:
-        self._rows[key] = (value, expires_at)
-        if expires_at is not None:
+        self._values[key] = value
+        if expires_at is None:
+            self._expires.pop(key, None)
+        else:
+            self._expires[key] = expires_at
             heapq.heappush(self._expiries, (expires_at, key))
+
+    def _delete(self, key: str) -> None:
+        del self._values[key]
+        self._expires.pop(key, None)
 
     def insert_if_absent(self, key: str, value: bytes, expires_at: int | None, now: int) -> bool:
         if self.lookup(key, now) is not None:
@@ -97,7 +110,7 @@ class MemoryTable:
         row = self.lookup(key, now)
         if row is None or (if_value is not None and row[0] != if_value):
             return False
-        del self._rows[key]
+        self._delete(key)
         return True
 
     def set_expiry(self, key: str, expires_at: int | None, now: int, if_value: bytes | None) -> bool:
@@ -108,9 +121,9 @@ class MemoryTable:
         return True
 
     def keys_from(self, start: str, inclusive: bool, now: int) -> Iterator[str]:
-        rows = self._rows
-        for key in rows.irange(minimum=start, inclusive=(inclusive, True)):
-            if _live(rows[key][1], now):
+        expires = self._expires
+        for key in self._values.irange(minimum=start, inclusive=(inclusive, True)):
+            if _live(expires.get(key), now):
                 yield key
 
     def sweep(self, now: int, batch: int) -> int:
@@ -124,17 +137,17 @@ class MemoryTable:
             if not expiries or expiries[0][0] > now:
                 break
             expires_at, key = heapq.heappop(expiries)
-            row = self._rows.get(key)
-            if row is not None and row[1] == expires_at:
-                del self._rows[key]
+            if self._expires.get(key) == expires_at:
+                self._delete(key)
                 removed += 1
         return removed
 
     def count(self) -> int:
-        return len(self._rows)
+        return len(self._values)
 
     def close(self) -> None:
-        self._rows.clear()
+        self._values.clear()
+        self._expires.clear()
         self._expiries.clear()
         self._outcomes.clear()
 
