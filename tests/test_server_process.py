@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract import race_set_if_not_exists, wait_until
 from kvgrpc.client import KeyValueClient
 from kvgrpc.ports import KVError, KVInvalidArgumentError, KVUnavailableError
+from kvgrpc.server.app import ConfigError, ServerConfig, check_config
 from serverproc import ServerProcess, run_cli
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -193,3 +194,19 @@ def test_port_in_use_exits_2(memory_server):
     result = run_cli("serve", "--listen", memory_server.target, "--store", "memory://")
     assert result.returncode == 2
     assert "cannot listen" in result.stderr.decode()
+
+
+def test_reuse_port_lets_processes_on_one_store_share_a_port(tmp_path):
+    store = f"sqlite:///{tmp_path}/kv.sqlite3"
+    with ServerProcess(store, "--reuse-port") as first:
+        shared = first.target
+        # A later --listen wins over the harness's own 127.0.0.1:0.
+        with ServerProcess(store, "--reuse-port", "--listen", shared) as second:
+            assert second.target == shared
+            with KeyValueClient(shared) as kv:
+                kv.set("shared", b"v")
+            first.terminate()  # the port stays served, by the second process
+            with KeyValueClient(shared) as kv:
+                assert kv.get("shared") == b"v"
+    with pytest.raises(ConfigError, match="memory"):
+        check_config(ServerConfig(store="memory://", reuse_port=True))

@@ -101,6 +101,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         "(env KVGRPC_REFLECTION; default %(default)s)",
     )
     serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=_env("REUSE_PORT", "") in ("1", "true", "yes"),
+        help="let several kvgrpc processes on one SQLite file or Redis share --listen (SO_REUSEPORT); "
+        "the kernel spreads connections over them (env KVGRPC_REUSE_PORT=1)",
+    )
+    serve.add_argument(
         "--insecure",
         action="store_true",
         default=_env("INSECURE", "") in ("1", "true", "yes"),

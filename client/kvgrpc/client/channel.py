@@ -109,11 +109,12 @@ def client_options(*, max_receive_bytes: int) -> list[tuple[str, object]]:
     ]
 
 
-def server_options(*, max_message_bytes: int) -> list[tuple[str, object]]:
+def server_options(*, max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, object]]:
     return [
         # grpcio enables SO_REUSEPORT by default, which lets a second server
-        # silently share a port that is already taken; we want that to fail.
-        ("grpc.so_reuseport", 0),
+        # silently share a port that is already taken; we want that to fail
+        # unless sharing is asked for (several processes on one store).
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),

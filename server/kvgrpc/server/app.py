@@ -55,6 +55,7 @@ class ServerConfig:
     max_streams_per_connection: int = 100
     max_connection_age: float = 1800.0
     sqlite_synchronous: str | None = None  # None: the store URL's, else NORMAL
+    reuse_port: bool = False  # let several server processes share --listen (SO_REUSEPORT)
 
 
 @dataclass
@@ -117,6 +118,8 @@ def check_config(config: ServerConfig) -> None:
     host, _, port = config.listen.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"--listen must be HOST:PORT with a port from 0 to 65535, not {config.listen!r}")
+    if config.reuse_port and config.store.startswith("memory:"):
+        raise ConfigError("--reuse-port shares a port between processes; with memory:// each would hold its own keys")
     if not 1 <= config.max_page_size <= MAX_PAGE_LIMIT:
         raise ConfigError(f"--max-page-size must be 1..{MAX_PAGE_LIMIT} (the contract's largest page)")
     if (config.tls_cert is None) != (config.tls_key is None):
@@ -149,7 +152,7 @@ def create_server(config: ServerConfig, store: IKeyValueAdapter) -> RunningServe
         open_services = {health_name} | ({reflection.SERVICE_NAME} if config.reflection == "open" else set())
         interceptors.append(AuthInterceptor(tokens, frozenset(open_services)))
     options = [
-        *server_options(max_message_bytes=max_message),
+        *server_options(max_message_bytes=max_message, reuse_port=config.reuse_port),
         ("grpc.max_concurrent_streams", config.max_streams_per_connection),
         ("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
         ("grpc.max_connection_age_grace_ms", _CONNECTION_AGE_GRACE_MS),
