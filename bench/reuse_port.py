@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
 import statistics
 import subprocess
@@ -22,9 +23,12 @@ KVGRPC = str(Path(sys.executable).with_name("kvgrpc"))
 CLIENTS = 8
 
 
-def start(store: str, listen: str, *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start(store: str, listen: str, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [KVGRPC, "serve", "--listen", listen, "--store", store, *extra], stderr=subprocess.PIPE, text=True
+        [KVGRPC, "serve", "--listen", listen, "--store", store, *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else {**os.environ, **env},
     )
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -49,9 +53,10 @@ def client_load(target: str, seconds: float, index: int, out: multiprocessing.Qu
     out.put(done)
 
 
-def measure(target: str, seconds: float) -> float:
+def measure(target: str, seconds: float, clients: int = CLIENTS) -> float:
+    """set+get ops/s of `clients` client processes against `target`."""
     out: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=client_load, args=(target, seconds, i, out)) for i in range(CLIENTS)]
+    procs = [multiprocessing.Process(target=client_load, args=(target, seconds, i, out)) for i in range(clients)]
     for p in procs:
         p.start()
     total = sum(out.get(timeout=seconds + 60) for _ in procs)
