@@ -2,7 +2,8 @@
 
 A driver is built from a picklable spec, so the loader processes can build
 their own: ("kvgrpc", target), ("floor", target), ("etcd", target, gen_dir),
-("redis", port) and ("adapter", sqlite_path_or_None). `op(workload, tag, seq)`
+("redis", port), ("adapter", sqlite_path_or_None) and ("setget", target), the
+last for bench/stores.py and bench/server_model.py. `op(workload, tag, seq)`
 returns a callable doing one call and the number of operations that call
 carries (100 for pipelines); its return value is truthy on a "hit" (a key
 found, inserted or deleted).
@@ -18,6 +19,7 @@ Values are 100 bytes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -233,6 +235,44 @@ class RedisDriver(Driver):
         self.client.close()
 
 
+class SetGetDriver(Driver):
+    """The load of bench/stores.py and bench/server_model.py: one KeyValueClient
+    (default 5 s deadline), workload "set+get" alternates `set` and `get` of one
+    key, one call each, 16-byte values, 64 keys bench/<tag>/NN per caller."""
+
+    workloads = ("set+get",)
+    value = b"v" * 16
+
+    def __init__(self, target: str) -> None:
+        from kvgrpc.client import KeyValueClient
+
+        super().__init__()
+        self.kv = KeyValueClient(target)
+
+    def warm(self, seconds: float = 0.3) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.kv.set("bench/warm", self.value)
+            if self.kv.get("bench/warm") != self.value:
+                raise AssertionError("bench/warm did not read back")
+
+    def prepare(self, tag: str) -> None:
+        self.warm()
+
+    def op(self, workload: str, tag: str, seq: int) -> tuple[Op, int]:
+        if workload != "set+get":
+            raise ValueError(workload)
+        kv, value, ks = self.kv, self.value, [f"bench/{tag}/{i:02d}" for i in range(KEYS)]
+
+        def set_get(i: int) -> Any:
+            return kv.get(ks[(i >> 1) % KEYS]) if i & 1 else kv.set(ks[(i >> 1) % KEYS], value)
+
+        return set_get, 1
+
+    def close(self) -> None:
+        self.kv.close()
+
+
 def make_driver(spec: tuple[Any, ...]) -> Driver:
     kind, *args = spec
     factory: dict[str, Callable[..., Driver]] = {
@@ -241,5 +281,6 @@ def make_driver(spec: tuple[Any, ...]) -> Driver:
         "etcd": EtcdDriver,
         "redis": RedisDriver,
         "adapter": AdapterDriver,
+        "setget": SetGetDriver,
     }
     return factory[kind](*args)

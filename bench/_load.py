@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from _drivers import Driver, make_driver
+from _procs import stop_process
 
 MAX_ERRORS = 50  # a loop gives up after this many failed calls
 CTX = mp.get_context("spawn")
@@ -238,10 +239,4 @@ class LoaderPool:
                 conn.send(("stop",))
             conn.close()
         for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(3)
+            stop_process(proc)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ETCD_PROTO_DIR = BENCH_DIR / "etcd"
@@ -41,6 +42,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU time of process `pid` (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_process(proc: Any) -> None:
+    """A multiprocessing child that was asked to exit: join, then SIGTERM, then SIGKILL."""
+    proc.join(5)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(3)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(3)
 
 
 class Child:
@@ -94,12 +116,7 @@ class Child:
 
     def cpu_seconds(self) -> float | None:
         """User+system CPU time of the child (Linux /proc), or None."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        return cpu_seconds(self.proc.pid)
 
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak RSS) of the child in bytes (Linux /proc)."""

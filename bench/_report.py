@@ -52,6 +52,17 @@ def med(samples: list[dict[str, Any] | None], name: str) -> float:
     return median([s[name] for s in samples if s is not None and s.get(name) is not None])
 
 
+def median_columns(samples: list[dict[str, Any]]) -> str:
+    """The middle columns of bench/stores.py's and bench/server_model.py's tables:
+    ops/s (median, min-max over rounds), p50 and p99 ms, server CPU us/op (medians)."""
+    ops = [s["ops_s"] for s in samples]
+    cpu = med(samples, "srv_cpu_us_op")
+    return (
+        f"{median(ops):9.0f} {min(ops):9.0f}-{max(ops):<9.0f} {med(samples, 'p50_ms'):7.3f}"
+        f" {med(samples, 'p99_ms'):7.3f} {'n/a' if math.isnan(cpu) else format(cpu, '.0f'):>8}"
+    )
+
+
 # -- target ratios ------------------------------------------------------------------------
 
 

@@ -27,24 +27,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing as mp
 import os
 import platform
 import signal
-import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
-VALUE = b"v" * 16
-KEYS_PER_THREAD = 64
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper modules beside this file
+
+from _drivers import SetGetDriver
+from _load import CTX, LoaderPool, run_threads
+from _procs import cpu_seconds, stop_process
+from _report import median, median_columns, summarize
+
+VALUE = SetGetDriver.value
 CHILD_LIFETIME = 600.0  # seconds; a child never outlives this even if orphaned
-MAX_ERRORS = 50  # a load loop gives up after this many failed calls
-CTX = mp.get_context("spawn")  # never fork a process that has gRPC state
 
 
 # -- the aio wrapper around the project's sync servicer ----------------------------
@@ -187,213 +189,36 @@ class ServerProc:
 
     def cpu_seconds(self) -> float | None:
         """User+system CPU time of the server process (Linux /proc), or None."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.pid is None:
             return
         with contextlib.suppress(OSError, ValueError):
             self._conn.send("stop")
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(3)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(3)
+        stop_process(self.proc)
         self._conn.close()
-
-
-# -- load ----------------------------------------------------------------------------
-
-
-@dataclass
-class LoadResult:
-    ops: int = 0
-    errors: int = 0
-    start: float = 0.0  # time.monotonic(), comparable across processes on one host
-    end: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-
-def _load_thread(client: Any, tag: str, start: float, deadline: float, out: LoadResult) -> None:
-    keys = [f"bench/{tag}/{i:02d}" for i in range(KEYS_PER_THREAD)]
-    lat = out.latencies
-    clock = time.monotonic
-    i = 0
-    while clock() < deadline and out.errors < MAX_ERRORS:
-        key = keys[i % KEYS_PER_THREAD]
-        i += 1
-        try:
-            t0 = clock()
-            client.set(key, VALUE)
-            t1 = clock()
-            client.get(key)
-            t2 = clock()
-        except Exception:
-            out.errors += 1
-            continue
-        lat.append(t1 - t0)
-        lat.append(t2 - t1)
-        out.ops += 2
-    out.end = clock()
-
-
-def run_threads(client: Any, threads: int, start: float, duration: float, tag: str) -> LoadResult:
-    """`threads` threads share `client` from `start` for `duration` seconds."""
-    parts = [LoadResult(start=start) for _ in range(threads)]
-    workers = [
-        threading.Thread(target=_load_thread, args=(client, f"{tag}-{n}", start, start + duration, parts[n]))
-        for n in range(threads)
-    ]
-    delay = start - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(duration + 30)  # each call has the client's 5 s deadline
-    return merge(parts)
-
-
-def merge(parts: list[LoadResult]) -> LoadResult:
-    total = LoadResult(start=min(p.start for p in parts), end=max(p.end for p in parts))
-    for p in parts:
-        total.ops += p.ops
-        total.errors += p.errors
-        total.latencies.extend(p.latencies)
-    return total
-
-
-def _warm(client: Any, seconds: float = 0.3) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        client.set("bench/warm", VALUE)
-        client.get("bench/warm")
-
-
-def _loader_main(conn: Connection, index: int) -> None:
-    """A client-load child: one KeyValueClient per target, 1 thread of load on request."""
-    _arm_lifetime_cap()
-    from kvgrpc.client import KeyValueClient
-
-    clients: dict[str, Any] = {}
-    try:
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                return
-            if msg[0] == "warm":
-                client = clients.setdefault(msg[1], KeyValueClient(msg[1]))
-                _warm(client)
-                conn.send("ok")
-            elif msg[0] == "run":
-                _, target, start, duration = msg
-                conn.send(run_threads(clients[target], 1, start, duration, f"p{index}"))
-            else:
-                return
-    finally:
-        for client in clients.values():
-            client.close()
-
-
-class LoaderPool:
-    def __init__(self, size: int) -> None:
-        self.conns: list[Connection] = []
-        self.procs: list[Any] = []
-        for n in range(size):
-            parent_conn, child_conn = CTX.Pipe()
-            proc = CTX.Process(target=_loader_main, args=(child_conn, n), name=f"bench-loader-{n}", daemon=True)
-            proc.start()
-            child_conn.close()
-            self.conns.append(parent_conn)
-            self.procs.append(proc)
-
-    def _gather(self, timeout: float) -> list[Any]:
-        replies = []
-        for conn in self.conns:
-            if not conn.poll(timeout):
-                raise RuntimeError("a loader process did not answer in time")
-            replies.append(conn.recv())
-        return replies
-
-    def warm(self, target: str) -> None:
-        for conn in self.conns:
-            conn.send(("warm", target))
-        self._gather(60)
-
-    def run(self, target: str, duration: float) -> LoadResult:
-        start = time.monotonic() + 0.2
-        for conn in self.conns:
-            conn.send(("run", target, start, duration))
-        return merge(self._gather(duration + 40))
-
-    def stop(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send(("stop",))
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(3)
 
 
 # -- measurement and report --------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    ops_s: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us_op: float | None
-    errors: int
-
-
-def pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * (len(sorted_values) - 1) + 0.5))]
-
-
-def measure(server: ServerProc, load: str, duration: float, clients: dict[str, Any], pool: LoaderPool) -> Sample:
+def measure(
+    server: ServerProc, load: str, duration: float, drivers: dict[str, SetGetDriver], pool: LoaderPool
+) -> dict[str, Any]:
     cpu0 = server.cpu_seconds()
     if load == "1 thread":
-        result = run_threads(clients[server.name], 1, time.monotonic(), duration, "t")
+        result = run_threads(drivers[server.name], "set+get", 1, 0, duration, "t")
     elif load == "8 threads":
-        result = run_threads(clients[server.name], 8, time.monotonic(), duration, "t")
+        result = run_threads(drivers[server.name], "set+get", 8, 0, duration, "t")
     else:
-        result = pool.run(server.target, duration)
+        result = pool.run(("setget", server.target), "set+get", 0, duration)
     cpu1 = server.cpu_seconds()
-    elapsed = max(result.end - result.start, 1e-9)
-    lat = sorted(result.latencies)
-    cpu = None if cpu0 is None or cpu1 is None or not result.ops else (cpu1 - cpu0) / result.ops * 1e6
-    return Sample(result.ops / elapsed, pct(lat, 0.50) * 1e3, pct(lat, 0.99) * 1e3, cpu, result.errors)
+    return summarize(result, None if cpu0 is None or cpu1 is None else cpu1 - cpu0)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def row(label: str, load: str, samples: list[Sample]) -> str:
-    ops = [s.ops_s for s in samples]
-    cpus = [s.cpu_us_op for s in samples if s.cpu_us_op is not None]
-    cpu = f"{median(cpus):8.0f}" if cpus else "     n/a"
-    return (
-        f"{label:<10} {load:<11} {median(ops):9.0f} {min(ops):9.0f}-{max(ops):<9.0f}"
-        f" {median([s.p50_ms for s in samples]):7.3f} {median([s.p99_ms for s in samples]):7.3f}"
-        f" {cpu} {sum(s.errors for s in samples):6d}"
-    )
+def row(label: str, load: str, samples: list[dict[str, Any]]) -> str:
+    return f"{label:<10} {load:<11} {median_columns(samples)} {sum(s['errors'] for s in samples):6d}"
 
 
 HEADER = (
@@ -405,11 +230,11 @@ HEADER = (
 LOADS = ("1 thread", "8 threads", "4 procs")
 
 
-def check_same_behaviour(clients: dict[str, Any]) -> None:
+def check_same_behaviour(drivers: dict[str, SetGetDriver]) -> None:
     """Both models answer a hit and a miss alike (exercises the aio abort path)."""
     from kvgrpc.errors import KVNotFoundError
 
-    for name, client in clients.items():
+    for name, client in ((name, driver.kv) for name, driver in drivers.items()):
         client.set("bench/check", VALUE)
         assert client.get("bench/check") == VALUE, name
         try:
@@ -433,8 +258,6 @@ def main() -> int:
 
     import grpc
 
-    from kvgrpc.client import KeyValueClient
-
     sweep = sorted({4, 16, 64})
     servers = {f"sync-w{args.workers}": ServerProc(f"sync-w{args.workers}", "sync", args.workers)}
     servers["aio"] = ServerProc("aio", "aio", None)
@@ -448,47 +271,47 @@ def main() -> int:
         flush=True,
     )
     t_begin = time.monotonic()
-    clients: dict[str, Any] = {}
+    drivers: dict[str, SetGetDriver] = {}
     pool: LoaderPool | None = None
     try:
         for s in servers.values():
             s.start()
-        pool = LoaderPool(4)
+        pool = LoaderPool(4, CHILD_LIFETIME)
         for s in servers.values():
             s.wait_port()
-            clients[s.name] = KeyValueClient(s.target)
-            _warm(clients[s.name])
-        check_same_behaviour(clients)
+            drivers[s.name] = SetGetDriver(s.target)
+            drivers[s.name].warm()
+        check_same_behaviour(drivers)
         for s in servers.values():
-            pool.warm(s.target)
+            pool.prepare(("setget", s.target))
 
-        ab: dict[tuple[str, str], list[Sample]] = {}
+        ab: dict[tuple[str, str], list[dict[str, Any]]] = {}
         ratios: dict[str, list[float]] = {load: [] for load in LOADS}
         for r in range(args.rounds):
             for load in LOADS:
                 pair = []
                 for name in (sync_name, "aio"):
-                    sample = measure(servers[name], load, args.duration, clients, pool)
+                    sample = measure(servers[name], load, args.duration, drivers, pool)
                     ab.setdefault((name, load), []).append(sample)
-                    pair.append(sample.ops_s)
+                    pair.append(sample["ops_s"])
                     print(
-                        f"  round {r + 1} {name:<9} {load:<10} {sample.ops_s:8.0f} ops/s "
-                        f"p50 {sample.p50_ms:.3f} ms p99 {sample.p99_ms:.3f} ms",
+                        f"  round {r + 1} {name:<9} {load:<10} {sample['ops_s']:8.0f} ops/s "
+                        f"p50 {sample['p50_ms']:.3f} ms p99 {sample['p99_ms']:.3f} ms",
                         file=sys.stderr,
                         flush=True,
                     )
                 ratios[load].append(pair[1] / pair[0] if pair[0] else float("nan"))
 
-        wk: dict[str, list[Sample]] = {}
+        wk: dict[str, list[dict[str, Any]]] = {}
         for r in range(args.rounds):
             for w in sweep:
                 name = f"sync-w{w}"
-                sample = measure(servers[name], "8 threads", args.duration, clients, pool)
+                sample = measure(servers[name], "8 threads", args.duration, drivers, pool)
                 wk.setdefault(name, []).append(sample)
-                print(f"  round {r + 1} {name:<9} 8 threads  {sample.ops_s:8.0f} ops/s", file=sys.stderr, flush=True)
+                print(f"  round {r + 1} {name:<9} 8 threads  {sample['ops_s']:8.0f} ops/s", file=sys.stderr, flush=True)
     finally:
-        for client in clients.values():
-            client.close()
+        for driver in drivers.values():
+            driver.close()
         if pool is not None:
             pool.stop()
         for s in servers.values():

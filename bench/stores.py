@@ -18,207 +18,36 @@ Every child is stopped in `finally`, and on Linux also dies with this process
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VALUE = b"v" * 16
-KEYS_PER_THREAD = 64
-MAX_ERRORS = 50  # a load loop gives up after this many failed calls
-KVGRPC = str(Path(sys.executable).with_name("kvgrpc"))
-_LISTENING = re.compile(r"kvgrpc serving on (\S+):(\d+) ")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper modules beside this file
+
+from _drivers import SetGetDriver
+from _load import run_threads
+from _procs import Child, missing_components, start_kvgrpc, start_redis, stop_all, wait_redis
+from _report import median, median_columns, summarize
+
 LOADS = (1, 8)  # client threads
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the bench process dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A child process whose output is collected in the background."""
-
-    def __init__(self, name: str, command: list[str], cwd: str) -> None:
-        self.name = name
-        self.output: list[str] = []
-        self.listening = threading.Event()
-        self.port = 0
-        self.proc = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            match = _LISTENING.search(line)
-            if match and not self.listening.is_set():
-                self.port = int(match.group(2))
-                self.listening.set()
-        self.listening.set()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def wait_listening(self, timeout: float = 30.0) -> None:
-        if not self.listening.wait(timeout) or not self.port:
-            raise RuntimeError(f"{self.name} did not start:\n{''.join(self.output)[-3000:]}")
-
-    def cpu_seconds(self) -> float | None:
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis(directory: str) -> tuple[Child, int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found on PATH (apt-get install redis-server)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory]
-    command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-    child = Child("redis-server", command, directory)
-    import redis
-
-    deadline = time.monotonic() + 10
-    with contextlib.closing(redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)) as probe:
-        while True:
-            try:
-                probe.ping()
-                return child, port
-            except redis.RedisError:
-                if time.monotonic() > deadline or child.proc.poll() is not None:
-                    child.stop()
-                    raise RuntimeError(f"redis-server did not answer:\n{''.join(child.output)[-3000:]}") from None
-                time.sleep(0.05)
-
-
-# -- load ----------------------------------------------------------------------------
-
-
-@dataclass
-class LoadResult:
-    ops: int = 0
-    errors: int = 0
-    start: float = 0.0
-    end: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-
-def _load_thread(client: Any, tag: str, deadline: float, out: LoadResult) -> None:
-    keys = [f"bench/{tag}/{i:02d}" for i in range(KEYS_PER_THREAD)]
-    lat = out.latencies
-    clock = time.monotonic
-    i = 0
-    while clock() < deadline and out.errors < MAX_ERRORS:
-        key = keys[i % KEYS_PER_THREAD]
-        i += 1
-        try:
-            t0 = clock()
-            client.set(key, VALUE)
-            t1 = clock()
-            client.get(key)
-            t2 = clock()
-        except Exception:
-            out.errors += 1
-            continue
-        lat.append(t1 - t0)
-        lat.append(t2 - t1)
-        out.ops += 2
-    out.end = clock()
-
-
-def run_threads(client: Any, threads: int, duration: float) -> LoadResult:
-    start = time.monotonic()
-    parts = [LoadResult(start=start) for _ in range(threads)]
-    workers = [
-        threading.Thread(target=_load_thread, args=(client, f"t{n}", start + duration, parts[n]))
-        for n in range(threads)
-    ]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(duration + 30)  # each call has the client's 5 s deadline
-    total = LoadResult(start=start, end=max(p.end for p in parts))
-    for p in parts:
-        total.ops += p.ops
-        total.errors += p.errors
-        total.latencies.extend(p.latencies)
-    return total
-
-
-@dataclass
-class Sample:
-    ops_s: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us_op: float | None
-    errors: int
-
-
-def pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * (len(sorted_values) - 1) + 0.5))]
-
-
-def measure(server: Child, client: Any, threads: int, duration: float, extra_cpu: Child | None) -> Sample:
+def measure(server: Child, driver: SetGetDriver, threads: int, duration: float, extra_cpu: Child | None) -> dict:
     def cpu() -> float | None:
         own = server.cpu_seconds()
         other = extra_cpu.cpu_seconds() if extra_cpu is not None else 0.0
         return None if own is None or other is None else own + other
 
     cpu0 = cpu()
-    result = run_threads(client, threads, duration)
+    result = run_threads(driver, "set+get", threads, 0, duration, "t")
     cpu1 = cpu()
-    elapsed = max(result.end - result.start, 1e-9)
-    lat = sorted(result.latencies)
-    cpu_op = None if cpu0 is None or cpu1 is None or not result.ops else (cpu1 - cpu0) / result.ops * 1e6
-    return Sample(result.ops / elapsed, pct(lat, 0.50) * 1e3, pct(lat, 0.99) * 1e3, cpu_op, result.errors)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    return summarize(result, None if cpu0 is None or cpu1 is None else cpu1 - cpu0)
 
 
 def main() -> int:
@@ -232,29 +61,31 @@ def main() -> int:
     # SIGTERM/SIGINT end the run through `finally`, which stops every child.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    missing = missing_components()
+    for part in ("redis-server", "redis-py"):
+        if part in missing:
+            raise SystemExit(missing[part])
     workdir = tempfile.mkdtemp(prefix="kvgrpc-bench-stores-")
     children: list[Child] = []
-    clients: dict[str, Any] = {}
+    drivers: dict[str, SetGetDriver] = {}
     t_begin = time.monotonic()
     try:
-        redis_child, redis_port = start_redis(workdir)
+        redis_child = start_redis(workdir)
         children.append(redis_child)
+        wait_redis(redis_child)
         stores = {
             "memory": "memory://",
             "sqlite": f"sqlite:///{workdir}/kv.sqlite3",
-            "redis": f"redis://127.0.0.1:{redis_port}/0",
+            "redis": f"redis://127.0.0.1:{redis_child.port}/0",
         }
         servers: dict[str, Child] = {}
         for name, url in stores.items():
-            command = [KVGRPC, "serve", "--listen", "127.0.0.1:0", "--store", url, "--log-level", "INFO"]
-            servers[name] = Child(f"kvgrpc serve {name}", command, workdir)
+            servers[name] = start_kvgrpc(f"kvgrpc serve {name}", url, workdir)
             children.append(servers[name])
         for server in servers.values():
-            server.wait_listening()
+            server.wait_ready()
 
         import grpc
-
-        from kvgrpc.client import KeyValueClient
 
         print(
             f"kvgrpc store bench: python {platform.python_version()}, grpcio {grpc.__version__}, "
@@ -263,14 +94,11 @@ def main() -> int:
             flush=True,
         )
         for name, server in servers.items():
-            clients[name] = KeyValueClient(server.target)
-            warm_until = time.monotonic() + 0.5
-            while time.monotonic() < warm_until:
-                clients[name].set("bench/warm", VALUE)
-                assert clients[name].get("bench/warm") == VALUE
+            drivers[name] = SetGetDriver(server.target)
+            drivers[name].warm(0.5)
 
         names = list(stores)
-        samples: dict[tuple[str, int], list[Sample]] = {}
+        samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
         ratios: dict[tuple[str, int], list[float]] = {}
         for r in range(args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
@@ -278,12 +106,12 @@ def main() -> int:
                 this_round: dict[str, float] = {}
                 for name in order:
                     extra = redis_child if name == "redis" else None
-                    sample = measure(servers[name], clients[name], threads, args.duration, extra)
+                    sample = measure(servers[name], drivers[name], threads, args.duration, extra)
                     samples.setdefault((name, threads), []).append(sample)
-                    this_round[name] = sample.ops_s
+                    this_round[name] = sample["ops_s"]
                     print(
-                        f"  round {r + 1} {name:<7} {threads} thread(s) {sample.ops_s:8.0f} ops/s "
-                        f"p50 {sample.p50_ms:.3f} ms p99 {sample.p99_ms:.3f} ms errors {sample.errors}",
+                        f"  round {r + 1} {name:<7} {threads} thread(s) {sample['ops_s']:8.0f} ops/s "
+                        f"p50 {sample['p50_ms']:.3f} ms p99 {sample['p99_ms']:.3f} ms errors {sample['errors']}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -291,10 +119,9 @@ def main() -> int:
                     base = this_round["memory"]
                     ratios.setdefault((name, threads), []).append(this_round[name] / base if base else float("nan"))
     finally:
-        for client in clients.values():
-            client.close()
-        for child in reversed(children):
-            child.stop()
+        for driver in drivers.values():
+            driver.close()
+        stop_all(children)
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(
@@ -304,14 +131,10 @@ def main() -> int:
     for threads in LOADS:
         for name in names:
             rows = samples[(name, threads)]
-            ops = [s.ops_s for s in rows]
-            cpus = [s.cpu_us_op for s in rows if s.cpu_us_op is not None]
-            cpu = f"{median(cpus):8.0f}" if cpus else "     n/a"
             load = f"{threads} thread" + ("s" if threads > 1 else "")
             print(
-                f"{name:<8} {load:<10} {median(ops):9.0f} {min(ops):9.0f}-{max(ops):<9.0f}"
-                f" {median([s.p50_ms for s in rows]):7.3f} {median([s.p99_ms for s in rows]):7.3f}"
-                f" {cpu} {median(ratios[(name, threads)]):8.2f} {sum(s.errors for s in rows):6d}"
+                f"{name:<8} {load:<10} {median_columns(rows)}"
+                f" {median(ratios[(name, threads)]):8.2f} {sum(s['errors'] for s in rows):6d}"
             )
     print(f"\ntotal wall time {time.monotonic() - t_begin:.0f}s")
     print(
