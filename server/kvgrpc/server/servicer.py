@@ -56,8 +56,10 @@ class _MalformedRequest:
         self.error = error
 
 
-_SHUTTING_DOWN = KVUnavailableError("server is shutting down; retry on another replica")
-_SHUTTING_DOWN.reason = "SHUTTING_DOWN"
+def _shutting_down() -> KVUnavailableError:
+    exc = KVUnavailableError("server is shutting down; retry on another replica")
+    exc.reason = "SHUTTING_DOWN"
+    return exc
 
 
 def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Message]:
@@ -70,7 +72,7 @@ def _rpc(method: Callable[[KeyValueServicer, Any], Message]) -> Callable[..., Me
         started = time.perf_counter()
         try:
             if self.draining:
-                raise _SHUTTING_DOWN
+                raise _shutting_down()  # a fresh exception: calls on other threads raise their own
             if isinstance(request, _MalformedRequest):
                 raise KVInvalidArgumentError(
                     f"request is not a valid {request.message_type}: {request.error} "
