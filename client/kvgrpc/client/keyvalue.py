@@ -30,8 +30,6 @@ from kvgrpc.validation import (
 __all__ = ["KeyValueClient"]
 
 DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # well above the server's default 1 MiB value limit
-
-
 DEADLINE_ATTEMPTS = 3  # a conditional write is sent at most this often after deadlines
 
 
@@ -49,6 +47,7 @@ class KeyValueClient(IKeyValueAdapter):
     several servers. Calls are balanced round robin over every address; a
     server that goes away is skipped. The channel is opened on first use and
     shared by every thread; `close()` (or leaving a `with` block) releases it.
+
     TLS: `tls=True` verifies the server against the system's roots, or pass
     `root_certificates` (PEM bytes) for a private CA; `client_cert` and
     `client_key` (PEM bytes) present a client certificate (mTLS). `token`
@@ -60,9 +59,10 @@ class KeyValueClient(IKeyValueAdapter):
     which carries every call queued meanwhile; a lone call goes out as a
     plain unary RPC.
 
-    Every call has a deadline of `timeout` seconds (None: none). Calls that
-    are safe to repeat (get, set, exists, list_keys, get_ttl) are retried by
-    gRPC on UNAVAILABLE; conditional writes are never retried.
+    Every call has a deadline of `timeout` seconds (None: none). gRPC retries
+    calls on UNAVAILABLE (and CANCELLED from a draining server); conditional
+    writes carry a request id, so a retry of one that landed gets its first
+    outcome, and they are also resent with that id after DEADLINE_EXCEEDED.
 
     Arguments are checked locally with the same rules as every adapter, so a
     bad one raises before anything is sent. Errors: `KVNotFoundError`,
