@@ -231,22 +231,25 @@ class KeyValueServicer:
                 reason="BATCH_TOO_LARGE",
                 field="operations",
             )
-        results = []
+        reply = pb.BatchResponse()
+        results = reply.results
         with self._adapter.batch():
             for index, operation in enumerate(request.operations):
                 kind = operation.WhichOneof("operation")
+                result = results.add()
                 try:
                     if kind is None:
                         raise KVInvalidArgumentError(
                             f"operation {index} is empty: set one of its fields", field="operations"
                         )
-                    run = getattr(type(self), _BATCH_METHODS[kind]).__wrapped__
-                    results.append(pb.BatchResult(**{kind: run(self, getattr(operation, kind))}))
+                    answer = getattr(result, kind)
+                    answer.MergeFrom(_BATCH_RUNNERS[kind](self, getattr(operation, kind)))
+                    answer.SetInParent()  # an empty response (Set, Delete) must still mark its field
                 except Exception as exc:
                     error = status_for(exc)
                     self._failed(f"Batch.{kind}", error, exc)
-                    results.append(_batch_error(error))
-        return pb.BatchResponse(results=results)
+                    result.error.CopyFrom(_batch_error(error))
+        return reply
 
 
 # Batch operation (oneof field) -> the servicer method that runs it.
@@ -267,12 +270,12 @@ def _request_id(request: Message) -> str | None:
     return request.request_id if request.HasField("request_id") else None  # type: ignore[attr-defined]
 
 
-def _batch_error(error: RpcError) -> pb.BatchResult:
-    return pb.BatchResult(
-        error=pb.BatchError(
-            code=error.code.value[0], message=error.message, reason=error.reason, metadata=error.metadata
-        )
-    )
+def _batch_error(error: RpcError) -> pb.BatchError:
+    return pb.BatchError(code=error.code.value[0], message=error.message, reason=error.reason, metadata=error.metadata)
+
+
+# Batch operation (oneof field) -> the undecorated servicer method that runs it.
+_BATCH_RUNNERS = {kind: getattr(KeyValueServicer, method).__wrapped__ for kind, method in _BATCH_METHODS.items()}
 
 
 def _lenient(message_class: type[_Request]) -> Callable[[bytes], _Request | _MalformedRequest]:
