@@ -46,6 +46,11 @@ def _env(name: str, default: object) -> object:
     return os.environ.get(f"KVGRPC_{name}", default)
 
 
+def _env_flag(name: str) -> bool:
+    """A boolean switch's default: KVGRPC_<name> set to 1, true or yes."""
+    return os.environ.get(f"KVGRPC_{name}", "") in ("1", "true", "yes")
+
+
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     from kvgrpc.server import ServerConfig
 
@@ -103,14 +108,14 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--reuse-port",
         action="store_true",
-        default=_env("REUSE_PORT", "") in ("1", "true", "yes"),
+        default=_env_flag("REUSE_PORT"),
         help="let several kvgrpc processes on one SQLite file or Redis share --listen (SO_REUSEPORT); "
         "the kernel spreads connections over them (env KVGRPC_REUSE_PORT=1)",
     )
     serve.add_argument(
         "--insecure",
         action="store_true",
-        default=_env("INSECURE", "") in ("1", "true", "yes"),
+        default=_env_flag("INSECURE"),
         help="allow listening beyond loopback without TLS or tokens, when something else secures the "
         "traffic such as a mesh sidecar terminating mTLS (env KVGRPC_INSECURE=1)",
     )
@@ -187,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     security.add_argument(
         "--tls",
         action="store_true",
-        default=_env("TLS", "") in ("1", "true", "yes"),
+        default=_env_flag("TLS"),
         help="use TLS, verifying the server with the system's roots (env KVGRPC_TLS=1)",
     )
     for flag, env, text in [

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kvgrpc.client.errors import error_for
-from kvgrpc.errors import KVDeadlineExceededError, KVError, KVNotFoundError
+from kvgrpc.client.errors import from_batch_error
+from kvgrpc.errors import KVDeadlineExceededError
 from kvgrpc.v1 import keyvalue_pb2 as pb
 
 # Unary method -> its field in BatchOperation / BatchResult.
@@ -99,7 +99,7 @@ class Coalescer:
             results = self._batch(pb.BatchRequest(operations=operations)).results
             for slot, result in zip(slots, results, strict=True):
                 if result.HasField("error"):
-                    slot.error = _error(result.error, slot.request)
+                    slot.error = from_batch_error(result.error, slot.request.key)
                 else:
                     slot.response = getattr(result, slot.field)
         except BaseException as exc:  # the whole call failed: every caller gets its error
@@ -115,11 +115,3 @@ class Coalescer:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-
-
-def _error(error: pb.BatchError, request: Any) -> KVError:
-    exc = error_for(error.code, error.message)
-    exc.reason = error.reason or exc.reason
-    if isinstance(exc, KVNotFoundError):
-        exc.key = request.key
-    return exc

@@ -15,6 +15,7 @@ from kvgrpc.errors import (
     KVUnauthenticatedError,
     KVUnavailableError,
 )
+from kvgrpc.v1.keyvalue_pb2 import BatchError
 
 ERROR_DOMAIN = "kvgrpc"
 
@@ -47,6 +48,15 @@ def error_for(code: grpc.StatusCode | int, details: str, info: error_details_pb2
     exc = make(details, info) if make else KVError(f"{code.name}: {details}")
     exc.code = code.name
     exc.reason = info.reason or exc.reason
+    return exc
+
+
+def from_batch_error(error: BatchError, key: str) -> KVError:
+    """The kvgrpc exception for one failed operation of a Batch call on `key`."""
+    exc = error_for(error.code, error.message)
+    exc.reason = error.reason or exc.reason
+    if isinstance(exc, KVNotFoundError):
+        exc.key = key  # the server may leave a long key out of its reply
     return exc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -140,13 +141,10 @@ class KeyValueClient(IKeyValueAdapter):
         UNAVAILABLE (service config) and, since the deadline covers all of
         gRPC's attempts, it is sent again with the same id after a
         DEADLINE_EXCEEDED; the server answers a repeat with the first outcome."""
-        for attempt in range(1, DEADLINE_ATTEMPTS + 1):
-            try:
+        for _ in range(DEADLINE_ATTEMPTS - 1):
+            with contextlib.suppress(KVDeadlineExceededError):
                 return self._call(method, request)
-            except KVDeadlineExceededError:
-                if attempt == DEADLINE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return self._call(method, request)
 
     def get(self, key: str) -> bytes:
         return self._call("Get", pb.GetRequest(key=check_key(key))).value

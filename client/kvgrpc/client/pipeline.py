@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kvgrpc.client.errors import error_for
-from kvgrpc.errors import KVError, KVNotFoundError
+from kvgrpc.client.errors import from_batch_error
+from kvgrpc.errors import KVError
 from kvgrpc.ports import request_id_or_new
 from kvgrpc.v1 import keyvalue_pb2 as pb
 from kvgrpc.validation import ValueLike, check_key, check_optional_ttl, to_bytes
@@ -118,7 +118,8 @@ class KVPipeline:
         failed: KVError | None = None
         for index, (reader, result) in enumerate(zip(readers, response.results, strict=True)):
             if result.HasField("error"):
-                exc = _error(result.error, request.operations[index])
+                operation = request.operations[index]
+                exc = from_batch_error(result.error, getattr(operation, operation.WhichOneof("operation")).key)
                 failed = failed or exc
                 results.append(exc)
             else:
@@ -135,14 +136,6 @@ class KVPipeline:
 
     def __exit__(self, *exc_info: object) -> None:
         self.reset()  # like redis-py: leaving the block discards what was not executed
-
-
-def _error(error: pb.BatchError, operation: pb.BatchOperation) -> KVError:
-    exc = error_for(error.code, error.message)
-    exc.reason = error.reason or exc.reason
-    if isinstance(exc, KVNotFoundError):
-        exc.key = getattr(operation, operation.WhichOneof("operation")).key
-    return exc
 
 
 def _read_nothing(result: pb.BatchResult) -> None:
